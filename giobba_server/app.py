@@ -1,0 +1,160 @@
+"""The composition root: pick adapters from config, wire services, serve gRPC."""
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import uuid
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from giobba_client._gen.giobba.v1 import job_service_pb2, task_service_pb2, worker_service_pb2
+from giobba_client._gen.giobba.v1 import job_service_pb2_grpc as js_grpc
+from giobba_client._gen.giobba.v1 import task_service_pb2_grpc as ts_grpc
+from giobba_client._gen.giobba.v1 import worker_service_pb2_grpc as ws_grpc
+from giobba_server.api.job_servicer import JobServicer
+from giobba_server.api.task_servicer import TaskServicer
+from giobba_server.api.worker_servicer import WorkerServicer
+from giobba_server.broker.memory import MemoryBroker
+from giobba_server.broker.memory_feed import MemoryFeed, MemoryRegistry
+from giobba_server.config import Config, ConfigError
+from giobba_server.domain.clock import utcnow
+from giobba_server.domain.ports import WorkerStatus
+from giobba_server.scheduler.reaper import Reaper
+from giobba_server.services.context import Deps, Settings
+from giobba_server.services.recovery import reconcile
+from giobba_server.store.sqlite import SqliteRepository
+
+log = logging.getLogger("giobba.server")
+
+VERSION = "0.1.0"
+MAX_MESSAGE = 64 * 1024 * 1024
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+    # Workers ping every 10 s to notice a dead server; allow it, even between calls.
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 5000),
+    ("grpc.http2.max_ping_strikes", 0),
+    ("grpc.keepalive_time_ms", 20000),
+    ("grpc.keepalive_timeout_ms", 10000),
+]
+
+
+@dataclass
+class App:
+    config: Config
+    deps: Deps
+    reaper: Reaper
+    server: grpc.aio.Server
+    port: int
+    closers: list[object] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def _settings(config: Config, server_id: str) -> Settings:
+    return Settings(
+        server_id=server_id,
+        lease=config.lock_duration,
+        execution_cutoff=config.execution_cutoff,
+        polling_timeout=config.polling_timeout,
+        retry_base=config.retry_base,
+        retry_cap=config.retry_cap,
+        worker_ttl=config.lock_duration,
+    )
+
+
+async def _adapters(config: Config) -> tuple[MemoryBroker, SqliteRepository]:
+    if config.broker.kind != "memory":
+        raise ConfigError("broker.url", "the Redis broker is not available in this build")
+    if config.database.kind != "sqlite":
+        raise ConfigError("database.url", "the MongoDB repository is not available in this build")
+    repo = SqliteRepository(config.database.sqlite_path)
+    await repo.open()
+    return MemoryBroker(), repo
+
+
+async def build(config: Config) -> App:
+    server_id = f"server-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    broker, repo = await _adapters(config)
+    deps = Deps(broker, repo, MemoryFeed(), MemoryRegistry(), _settings(config, server_id))
+    reaper = Reaper(deps, cap=min(config.jobs_timeout_refresh.total_seconds(), 5.0))
+    deps.timers_changed = reaper.poke
+    await reconcile(deps)
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    ts_grpc.add_TaskServiceServicer_to_server(TaskServicer(deps), server)
+    ws_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(deps), server)
+    js_grpc.add_JobServiceServicer_to_server(JobServicer(), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [
+        task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
+        worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
+        job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
+    ]
+    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME],
+                                        server)
+    port = server.add_insecure_port(config.listen)
+    if port == 0:
+        raise ConfigError("server.listen", f"cannot listen on {config.listen}")
+    for name in ["", *names]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return App(config, deps, reaper, server, port, closers=[repo])
+
+
+async def _beat(app: App, started: asyncio.Event) -> None:
+    """The server's own heartbeat, so operators see every instance."""
+    status_started = utcnow()
+    interval = app.deps.settings.heartbeat_interval.total_seconds()
+    ttl = int(app.deps.settings.worker_ttl.total_seconds() * 1000)
+    stop = asyncio.Event()
+    started.set()
+    while True:
+        status = WorkerStatus(
+            id=app.deps.settings.server_id, host=socket.gethostname(), pid=os.getpid(),
+            queues=app.config.queues, concurrency=0, running=(), completed=0, failed=0,
+            version=VERSION, kind="SERVER", last_seen=utcnow(), started_at=status_started,
+        )
+        await app.deps.registry.beat(status, ttl)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+
+
+async def start(app: App) -> None:
+    await app.server.start()
+    app.tasks.append(asyncio.create_task(app.reaper.run(), name="reaper"))
+    beating = asyncio.Event()
+    app.tasks.append(asyncio.create_task(_beat(app, beating), name="server-heartbeat"))
+    await beating.wait()
+
+
+async def stop(app: App, grace: float = 5.0) -> None:
+    await app.server.stop(grace)
+    for task in app.tasks:
+        task.cancel()
+    await asyncio.gather(*app.tasks, return_exceptions=True)
+    for closer in app.closers:
+        await closer.close()  # type: ignore[attr-defined]
+
+
+async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
+    """Run until SIGINT/SIGTERM, then drain in-flight calls and stop."""
+    app = await build(config)
+    await start(app)
+    log.info("giobba %s serving on port %d (broker=%s, database=%s)", VERSION, app.port,
+             config.broker.kind, config.database.kind)
+    print(f"giobba server listening on {config.listen.rsplit(':', 1)[0]}:{app.port}", flush=True)
+    if ready is not None:
+        ready.set()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    await stopping.wait()
+    log.info("shutting down")
+    await stop(app)

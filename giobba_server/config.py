@@ -1,0 +1,254 @@
+"""Configuration: giobba.yml files, then environment overrides, validated into frozen
+dataclasses. The only module that reads os.environ for the server."""
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from giobba_server.domain.errors import GiobbaError
+
+DEFAULT_LISTEN = "127.0.0.1:50051"
+_SPAN_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+class ConfigError(GiobbaError):
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"config {key}: {reason}")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = ""  # "" = embedded SQLite at sqlite_path
+    name: str = "giobba"
+    port: int | None = None
+    username: str = field(default="", repr=False)
+    password: str = field(default="", repr=False)
+    tasks_collection: str = "tasks"
+    jobs_collection: str = "jobs"
+
+    @property
+    def kind(self) -> str:
+        return "mongodb" if self.url.startswith(("mongodb://", "mongodb+srv://")) else "sqlite"
+
+    @property
+    def sqlite_path(self) -> str:
+        if self.url.startswith("sqlite:///"):
+            return self.url.removeprefix("sqlite:///") or ":memory:"
+        return str(Path.home() / ".giobba" / "giobba.db")
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    url: str = ""  # "" = in-process
+    port: int | None = None
+    db: int | None = None
+    username: str = field(default="", repr=False)
+    password: str = field(default="", repr=False)
+
+    @property
+    def kind(self) -> str:
+        return "redis" if self.url.startswith(("redis://", "rediss://")) else "memory"
+
+
+@dataclass(frozen=True)
+class Config:
+    listen: str = DEFAULT_LISTEN
+    queues: tuple[str, ...] = ("default",)
+    workers_number: int = 4
+    lock_duration: timedelta = timedelta(seconds=30)
+    jobs_timeout_refresh: timedelta = timedelta(seconds=60)
+    polling_timeout: timedelta = timedelta(seconds=30)
+    execution_cutoff: timedelta | None = None
+    retry_base: timedelta = timedelta(seconds=1)
+    retry_cap: timedelta = timedelta(minutes=10)
+    log_level: str = "INFO"
+    database: DatabaseConfig = DatabaseConfig()
+    broker: BrokerConfig = BrokerConfig()
+
+
+def parse_span(key: str, value: Any) -> timedelta:
+    """Seconds as a number, or a string like '500ms', '30s', '5m', '2h'."""
+    if isinstance(value, bool):
+        raise ConfigError(key, f"expected a duration, got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _SPAN_RE.match(str(value))
+        if not match:
+            raise ConfigError(key, f"expected a duration like 30, '30s', '5m', got {value!r}")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ConfigError(key, f"must be positive, got {value!r}")
+    return timedelta(seconds=seconds)
+
+
+def _int(key: str, value: Any, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(key, f"expected an integer, got {value!r}") from None
+    if isinstance(value, bool) or not low <= number <= high:
+        raise ConfigError(key, f"must be an integer in {low}-{high}, got {value!r}")
+    return number
+
+
+def _str(key: str, value: Any) -> str:
+    if not isinstance(value, str | int):
+        raise ConfigError(key, f"expected a string, got {type(value).__name__}")
+    return str(value)
+
+
+def config_files(env: Mapping[str, str], cwd: Path, home: Path) -> list[Path]:
+    """Files in the order they apply: later ones override earlier ones."""
+    name = "giobba-dev.yml" if env.get("GIOBBA_ENV") == "dev" else "giobba.yml"
+    return [Path("/etc/giobba.d") / name, home / ".giobba" / name, cwd / name]
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(str(path), f"is not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), "must be a mapping of keys to values")
+    return data
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+_ENV = {
+    "GIOBBA_DATABASE_URL": ("database", "url"),
+    "GIOBBA_DATABASE_PORT": ("database", "port"),
+    "GIOBBA_DATABASE_ADMIN_USERNAME": ("database", "adminUsername"),
+    "GIOBBA_DATABASE_ADMIN_PASSWORD": ("database", "adminPassword"),
+    "GIOBBA_BROKER_URL": ("broker", "url"),
+    "GIOBBA_BROKER_PORT": ("broker", "port"),
+    "GIOBBA_BROKER_ADMIN_USERNAME": ("broker", "adminUsername"),
+    "GIOBBA_BROKER_ADMIN_PASSWORD": ("broker", "adminPassword"),
+    "GIOBBA_BROKER_DB": ("broker", "db"),
+    "GIOBBA_LISTEN": ("server", "listen"),
+    "GIOBBA_LOG_LEVEL": ("log", "level"),
+}
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for var, (section, key) in _ENV.items():
+        if env.get(var):
+            out.setdefault(section, {})[key] = env[var]
+    return out
+
+
+def load_config(
+    explicit: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    home: Path | None = None,
+) -> Config:
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError("--config", f"file {explicit} does not exist")
+        raw = _read(explicit)
+    else:
+        for path in config_files(env, cwd or Path.cwd(), home or Path.home()):
+            if path.is_file():
+                raw = _merge(raw, _read(path))
+    return build_config(_merge(raw, _env_overrides(env)))
+
+
+KNOWN = {
+    "queues", "workersNumber", "lockDuration", "jobsTimeoutRefresh", "pollingTimeout",
+    "executionTimeCutOff", "database", "broker", "log", "server", "retry",
+}
+
+
+def _section(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = raw.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, "must be a mapping")
+    return value
+
+
+def build_config(raw: Mapping[str, Any]) -> Config:
+    unknown = sorted(set(raw) - KNOWN)
+    if unknown:
+        raise ConfigError(unknown[0], f"unknown key (known: {', '.join(sorted(KNOWN))})")
+    spans = {
+        key: parse_span(key, raw[key])
+        for key in ("lockDuration", "jobsTimeoutRefresh", "pollingTimeout", "executionTimeCutOff")
+        if raw.get(key) is not None
+    }
+    retry = _section(raw, "retry")
+    queues = raw.get("queues", ["default"])
+    if isinstance(queues, str):
+        queues = [q.strip() for q in queues.split(",") if q.strip()]
+    if not isinstance(queues, list) or not queues:
+        raise ConfigError("queues", "must be a non-empty list of queue names")
+    level = str(_section(raw, "log").get("level", "INFO")).upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError("log.level", f"must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+    defaults = Config()
+    return Config(
+        listen=_str("server.listen", _section(raw, "server").get("listen", DEFAULT_LISTEN)),
+        queues=tuple(_str("queues", q) for q in queues),
+        workers_number=_int("workersNumber", raw.get("workersNumber", 4), 1, 10_000),
+        lock_duration=spans.get("lockDuration", defaults.lock_duration),
+        jobs_timeout_refresh=spans.get("jobsTimeoutRefresh", defaults.jobs_timeout_refresh),
+        polling_timeout=spans.get("pollingTimeout", defaults.polling_timeout),
+        execution_cutoff=spans.get("executionTimeCutOff"),
+        retry_base=parse_span("retry.base", retry.get("base", 1)),
+        retry_cap=parse_span("retry.cap", retry.get("cap", 600)),
+        log_level=level,
+        database=_database(_section(raw, "database")),
+        broker=_broker(_section(raw, "broker")),
+    )
+
+
+def _opt_int(key: str, value: Any, high: int) -> int | None:
+    return None if value in (None, "") else _int(key, value, 0, high)
+
+
+def _database(raw: Mapping[str, Any]) -> DatabaseConfig:
+    url = _str("database.url", raw.get("url", ""))
+    if url and not url.startswith(("sqlite:///", "mongodb://", "mongodb+srv://")):
+        raise ConfigError("database.url", "must start with sqlite:///, mongodb:// or mongodb+srv://")
+    return DatabaseConfig(
+        url=url,
+        name=_str("database.name", raw.get("name", "giobba")),
+        port=_opt_int("database.port", raw.get("port"), 65535),
+        username=_str("database.adminUsername", raw.get("adminUsername", "")),
+        password=_str("database.adminPassword", raw.get("adminPassword", "")),
+        tasks_collection=_str("database.tasksCollection", raw.get("tasksCollection", "tasks")),
+        jobs_collection=_str("database.jobsCollection", raw.get("jobsCollection", "jobs")),
+    )
+
+
+def _broker(raw: Mapping[str, Any]) -> BrokerConfig:
+    url = _str("broker.url", raw.get("url", ""))
+    if url and not url.startswith(("redis://", "rediss://")):
+        raise ConfigError("broker.url", "must start with redis:// or rediss://")
+    return BrokerConfig(
+        url=url,
+        port=_opt_int("broker.port", raw.get("port"), 65535),
+        db=_opt_int("broker.db", raw.get("db"), 100_000),
+        username=_str("broker.adminUsername", raw.get("adminUsername", "")),
+        password=_str("broker.adminPassword", raw.get("adminPassword", "")),
+    )

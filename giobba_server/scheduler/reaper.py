@@ -1,0 +1,67 @@
+"""Timers for what nobody asks about: leases that expired and tasks that expired.
+
+The loop sleeps until the broker's earliest deadline (a lease or an expiry), or until a
+local change pokes it, capped so deadlines set by other servers are seen too.
+"""
+
+import asyncio
+import logging
+
+from giobba_server.domain.clock import now_ms
+from giobba_server.domain.errors import GiobbaError
+from giobba_server.services.context import Deps
+from giobba_server.services.transitions import EXPIRED, WORKER_LOST, fail_attempt, revoke_pending
+
+log = logging.getLogger("giobba.reaper")
+
+BATCH = 500
+
+
+class Reaper:
+    def __init__(self, deps: Deps, cap: float = 5.0) -> None:
+        self._deps = deps
+        self._cap = cap
+        self._poke = asyncio.Event()
+
+    def poke(self) -> None:
+        self._poke.set()
+
+    async def run(self) -> None:
+        backoff = 0.0
+        while True:
+            try:
+                await self.sweep()
+                backoff = 0.0
+            except (GiobbaError, OSError) as exc:
+                backoff = min(max(backoff * 2, 0.1), self._cap)
+                log.warning("reaper sweep failed: %s (next try in %.1fs)", exc, backoff)
+            await self._sleep(backoff)
+
+    async def _sleep(self, at_least: float) -> None:
+        delay = self._cap
+        deadline = await self._deps.broker.next_deadline_ms()
+        if deadline is not None:
+            delay = min(delay, max((deadline - now_ms()) / 1000, 0.0))
+        delay = max(delay, at_least)
+        self._poke.clear()
+        try:
+            await asyncio.wait_for(self._poke.wait(), delay)
+        except TimeoutError:
+            pass
+
+    async def sweep(self) -> int:
+        """One pass; returns how many tasks it moved."""
+        moved = 0
+        for lost in await self._deps.broker.expired_leases(BATCH):
+            task = await self._deps.repo.get(lost.ref.id)
+            if task is None:
+                await self._deps.broker.finish(lost.ref, lost.token)
+                continue
+            if await fail_attempt(self._deps, task, lost.token, WORKER_LOST) is not None:
+                log.info("task %s: lease of %s expired", task.id, lost.worker_id)
+                moved += 1
+        for ref in await self._deps.broker.due_expiries(BATCH):
+            task = await self._deps.repo.get(ref.id)
+            if task is not None and await revoke_pending(self._deps, task, EXPIRED):
+                moved += 1
+        return moved

@@ -1,0 +1,110 @@
+"""What every use case shares: the ports, the settings, and one way to record a move."""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from giobba_server.domain.clock import to_ms, utcnow
+from giobba_server.domain.ports import (
+    ActivityEvent,
+    Broker,
+    Feed,
+    LiveEntry,
+    Registry,
+    Repository,
+    TaskRef,
+)
+from giobba_server.domain.retry import DEFAULT_BASE, DEFAULT_CAP
+from giobba_server.domain.task import Task, TaskState
+
+
+@dataclass(frozen=True)
+class Settings:
+    server_id: str
+    lease: timedelta = timedelta(seconds=30)
+    execution_cutoff: timedelta | None = None
+    polling_timeout: timedelta = timedelta(seconds=30)
+    retry_base: timedelta = DEFAULT_BASE
+    retry_cap: timedelta = DEFAULT_CAP
+    worker_ttl: timedelta = timedelta(seconds=30)
+
+    @property
+    def lease_ms(self) -> int:
+        return int(self.lease.total_seconds() * 1000)
+
+    @property
+    def heartbeat_interval(self) -> timedelta:
+        return self.lease / 3
+
+
+class SeqSource:
+    """Strictly increasing FIFO numbers: wall-clock microseconds, bumped on ties, so
+    servers sharing a broker interleave their submissions in roughly submit order."""
+
+    def __init__(self) -> None:
+        self._last = 0
+
+    def next(self) -> int:
+        self._last = max(self._last + 1, time.time_ns() // 1000)
+        return self._last
+
+
+@dataclass
+class Deps:
+    broker: Broker
+    repo: Repository
+    feed: Feed
+    registry: Registry
+    settings: Settings
+    clock: Callable[[], datetime] = utcnow
+    seq: SeqSource | None = None
+    # Called when a new deadline may be earlier than the reaper's timer (set by the app).
+    timers_changed: Callable[[], None] = lambda: None
+
+    def next_seq(self) -> int:
+        if self.seq is None:
+            self.seq = SeqSource()
+        return self.seq.next()
+
+
+def live_entry(task: Task) -> LiveEntry:
+    return LiveEntry(
+        id=task.id,
+        queue=task.queue,
+        priority=task.priority,
+        seq=task.seq,
+        eta_ms=to_ms(task.eta),
+        expires_ms=to_ms(task.expires_at) if task.expires_at else None,
+        holds=task.holds,
+        version=task.version,
+    )
+
+
+def ref(task: Task) -> TaskRef:
+    return TaskRef(task.queue, task.id)
+
+
+def event(
+    task: Task, old: TaskState | None, kind: str, now: datetime, error: str = ""
+) -> ActivityEvent:
+    return ActivityEvent(
+        task_id=task.id,
+        name=task.name,
+        queue=task.queue,
+        old_state=old,
+        new_state=task.state,
+        kind=kind,
+        time=now,
+        worker_id=task.worker_id,
+        attempt=task.attempts,
+        error=error or task.error,
+        job_id=task.job_id,
+    )
+
+
+async def record(deps: Deps, before: Task, after: Task, kind: str) -> Task:
+    """Persist a move the broker made, then announce it."""
+    await deps.repo.save(after)
+    await deps.feed.publish([event(after, before.state, kind, after.updated_at)])
+    return after

@@ -1,0 +1,157 @@
+"""The worker side: lease due tasks, renew leases, take results."""
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from giobba_server.domain.clock import from_ms
+from giobba_server.domain.errors import InvalidArgument, StaleLease
+from giobba_server.domain.payload import parse_object
+from giobba_server.domain.ports import CancelReason, Claim, TaskRef, WorkerStatus
+from giobba_server.domain.spec import check_queue
+from giobba_server.domain.task import Task, TaskState
+from giobba_server.services.context import Deps, record, ref
+from giobba_server.services.transitions import (
+    EXPIRED,
+    complete,
+    fail_attempt,
+    load,
+    revoke_pending,
+)
+
+MAX_LEASE_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Leased:
+    task: Task
+    token: str
+    deadline: datetime
+    timeout: timedelta | None
+
+
+def _check_lease_args(queues: Sequence[str], limit: int) -> list[str]:
+    if not 1 <= limit <= MAX_LEASE_BATCH:
+        raise InvalidArgument("max_tasks", f"{limit} is out of range 1-{MAX_LEASE_BATCH}")
+    names = [check_queue(f"queues[{i}]", q) for i, q in enumerate(queues or ["default"])]
+    return list(dict.fromkeys(names))
+
+
+async def lease(
+    deps: Deps, worker_id: str, queues: Sequence[str], limit: int, wait: float
+) -> list[Leased]:
+    """Long-poll: return as soon as anything is claimed, or empty after `wait` seconds."""
+    if not worker_id:
+        raise InvalidArgument("worker_id", "must not be empty")
+    names = _check_lease_args(queues, limit)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + min(max(wait, 0.0), deps.settings.polling_timeout.total_seconds())
+    while True:
+        batch = await deps.broker.claim(names, worker_id, limit, deps.settings.lease_ms)
+        for expired in batch.expired:
+            await _revoke_expired(deps, expired)
+        if batch.claims:
+            return await asyncio.shield(_start_all(deps, worker_id, batch.claims))
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return []
+        await deps.broker.wait_for_work(names, remaining)
+
+
+async def _revoke_expired(deps: Deps, expired: TaskRef) -> None:
+    task = await deps.repo.get(expired.id)
+    if task is not None:
+        await revoke_pending(deps, task, EXPIRED)
+
+
+async def _start_all(deps: Deps, worker_id: str, claims: list[Claim]) -> list[Leased]:
+    """Record each claim as RUNNING. Shielded: a caller that hangs up mid-way must not
+    leave a claim unrecorded (the lease reaper would then find an unknown attempt)."""
+    tasks = await deps.repo.get_many([c.id for c in claims])
+    leased: list[Leased] = []
+    for claim in claims:
+        task = tasks.get(claim.id)
+        if task is None:  # the broker knew a task the repository lost: do not run it
+            await deps.broker.finish(TaskRef(claim.queue, claim.id), claim.token)
+            continue
+        leased.append(await _start(deps, worker_id, task, claim))
+    return leased
+
+
+async def _start(deps: Deps, worker_id: str, task: Task, claim: Claim) -> Leased:
+    now = deps.clock()
+    after = task.evolve(
+        state=TaskState.RUNNING,
+        version=claim.version,
+        attempts=task.attempts + 1,
+        started_at=now,
+        updated_at=now,
+        worker_id=worker_id,
+        lease_token=claim.token,
+        scheduler_id=deps.settings.server_id,
+    )
+    await record(deps, task, after, "STARTED")
+    return Leased(after, claim.token, from_ms(claim.lease_deadline_ms), effective_timeout(deps, task))
+
+
+def effective_timeout(deps: Deps, task: Task) -> timedelta | None:
+    limits = [t for t in (task.timeout, deps.settings.execution_cutoff) if t is not None]
+    return min(limits, default=None)
+
+
+async def _running(deps: Deps, task_id: str, token: str) -> Task:
+    if not token:
+        raise InvalidArgument("lease_token", "must not be empty")
+    task = await load(deps, task_id)
+    if task.state is not TaskState.RUNNING or task.lease_token != token:
+        raise StaleLease(f"lease on task {task_id} is no longer current (task is {task.state})")
+    return task
+
+
+async def complete_task(deps: Deps, task_id: str, token: str, result: str) -> Task:
+    parse_object(result, "result")
+    task = await _running(deps, task_id, token)
+    done = await complete(deps, task, token, result)
+    if done is None:
+        raise StaleLease(f"lease on task {task_id} is no longer current")
+    return done
+
+
+async def fail_task(deps: Deps, task_id: str, token: str, error: str, no_retry: bool) -> Task:
+    task = await _running(deps, task_id, token)
+    after = await fail_attempt(deps, task, token, error, retryable=not no_retry)
+    if after is None:
+        raise StaleLease(f"lease on task {task_id} is no longer current")
+    return after
+
+
+async def release_task(deps: Deps, task_id: str, token: str) -> Task:
+    """Hand a task back without using up its attempt."""
+    task = await _running(deps, task_id, token)
+    moved = await deps.broker.release(ref(task), token)
+    if moved is None:
+        raise StaleLease(f"lease on task {task_id} is no longer current")
+    after = task.evolve(
+        state=TaskState.PENDING,
+        version=moved.version,
+        attempts=max(task.attempts - 1, 0),
+        updated_at=deps.clock(),
+        lease_token="",
+        scheduler_id=deps.settings.server_id,
+    )
+    return await record(deps, task, after, "RELEASED")
+
+
+async def heartbeat(
+    deps: Deps, status: WorkerStatus, leases: Sequence[tuple[str, str]]
+) -> tuple[list[str], list[tuple[str, CancelReason]]]:
+    """Renew the worker's leases. Task queues come from the repository, never from the
+    worker, so a confused worker cannot renew someone else's lease."""
+    tasks = await deps.repo.get_many([task_id for task_id, _ in leases])
+    known = [(ref(tasks[i]), token) for i, token in leases if i in tasks]
+    renewal = await deps.broker.renew(status.id, known, deps.settings.lease_ms)
+    lost = [(i, CancelReason.LEASE_LOST) for i, _ in leases if i not in tasks]
+    ttl = int(deps.settings.worker_ttl.total_seconds() * 1000)
+    await deps.registry.beat(status, ttl)
+    return renewal.renewed, renewal.cancelled + lost

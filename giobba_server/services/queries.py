@@ -1,0 +1,53 @@
+"""Reading tasks: get, list, and waiting for one to end."""
+
+import asyncio
+
+from giobba_server.domain.errors import InvalidArgument
+from giobba_server.domain.ports import Page, TaskFilter
+from giobba_server.domain.task import Task
+from giobba_server.services.context import Deps
+from giobba_server.services.transitions import load
+
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+MAX_WAIT = 300.0
+
+
+async def get_task(deps: Deps, task_id: str) -> Task:
+    if not task_id:
+        raise InvalidArgument("id", "must not be empty")
+    return await load(deps, task_id)
+
+
+async def list_tasks(deps: Deps, flt: TaskFilter, page_size: int, token: str) -> Page:
+    if page_size < 0 or page_size > MAX_PAGE:
+        raise InvalidArgument("page_size", f"{page_size} is out of range 0-{MAX_PAGE}")
+    if token and not _valid_token(token):
+        raise InvalidArgument("page_token", "is not a token from a previous page")
+    return await deps.repo.list(flt, page_size or DEFAULT_PAGE, token)
+
+
+def _valid_token(token: str) -> bool:
+    seq, sep, last = token.partition(":")
+    return bool(sep and seq.isdigit() and last)
+
+
+async def wait_task(deps: Deps, task_id: str, timeout: float) -> tuple[Task, bool]:
+    """Return the task once terminal, or as it is when `timeout` passes."""
+    timeout = min(max(timeout, 0.0), MAX_WAIT) if timeout else MAX_WAIT
+    # Note the feed's position before reading, so an end in between is replayed, not missed.
+    cursor = await deps.feed.head()
+    task = await get_task(deps, task_id)
+    if task.state.terminal:
+        return task, True
+    events = deps.feed.watch(cursor)
+    try:
+        async with asyncio.timeout(timeout):
+            async for activity in events:
+                if activity.task_id == task_id and activity.new_state.terminal:
+                    return await load(deps, task_id), True
+    except TimeoutError:
+        pass
+    finally:
+        await events.aclose()
+    return await load(deps, task_id), False

@@ -1,0 +1,138 @@
+"""Moves that end or restart an attempt, and what follows from them (cascades, children)."""
+
+from datetime import datetime
+
+from giobba_server.domain.clock import to_ms
+from giobba_server.domain.errors import FailedPrecondition, NotFound
+from giobba_server.domain.payload import JsonObject
+from giobba_server.domain.ports import RevokeOutcome
+from giobba_server.domain.retry import backoff
+from giobba_server.domain.task import Hold, StartMode, Task, TaskState
+from giobba_server.services.context import Deps, record, ref
+
+EXPIRED = "expired"
+WORKER_LOST = "worker lost"
+MAX_ERROR = 64 * 1024
+
+
+async def load(deps: Deps, task_id: str) -> Task:
+    task = await deps.repo.get(task_id)
+    if task is None:
+        raise NotFound(f"task {task_id} not found")
+    return task
+
+
+async def finish_terminal(
+    deps: Deps, task: Task, moved_version: int, state: TaskState, **changes: object
+) -> Task:
+    """Record a terminal move, then settle the task's children."""
+    now = deps.clock()
+    after = task.evolve(
+        state=state,
+        version=moved_version,
+        updated_at=now,
+        completed_at=now,
+        lease_token="",
+        scheduler_id=deps.settings.server_id,
+        **changes,
+    )
+    await record(deps, task, after, state.value)
+    await settle_children(deps, after)
+    return after
+
+
+async def settle_children(deps: Deps, parent: Task) -> None:
+    """A COMPLETED parent frees its children; any other end revokes them, transitively."""
+    if parent.state is TaskState.COMPLETED:
+        for child in await deps.repo.children(parent.id):
+            await release_hold(deps, child, Hold.PARENT)
+        return
+    reason = f"parent {parent.id} {parent.state.value}"
+    frontier = [parent.id]
+    while frontier:
+        for child in await deps.repo.children(frontier.pop()):
+            if await revoke_pending(deps, child, reason):
+                frontier.append(child.id)
+
+
+async def release_hold(deps: Deps, task: Task, hold: Hold) -> Task | None:
+    moved = await deps.broker.unhold(ref(task), hold)
+    if moved is None:
+        return None
+    changes: dict[str, object] = {"holds": task.holds - {hold}}
+    if hold is Hold.MANUAL:
+        changes["start_mode"] = StartMode.AUTO
+    after = task.evolve(version=moved.version, updated_at=deps.clock(), **changes)
+    await deps.repo.save(after)
+    return after
+
+
+async def revoke_pending(deps: Deps, task: Task, error: str) -> Task | None:
+    """PENDING -> REVOKED if the broker agrees; None when the task was not pending."""
+    if task.state is not TaskState.PENDING:
+        return None
+    revoked = await deps.broker.revoke(ref(task))
+    if revoked.outcome is not RevokeOutcome.REVOKED:
+        return None
+    return await finish_terminal(deps, task, revoked.version, TaskState.REVOKED, error=error)
+
+
+async def revoke(deps: Deps, task_id: str, reason: str) -> tuple[Task, list[str]]:
+    task = await load(deps, task_id)
+    if task.state is not TaskState.PENDING:
+        raise FailedPrecondition(
+            f"task {task_id} is {task.state.value}; only PENDING tasks can be revoked"
+        )
+    after = await revoke_pending(deps, task, reason or "revoked")
+    if after is None:
+        current = await load(deps, task_id)
+        raise FailedPrecondition(
+            f"task {task_id} is {current.state.value}; only PENDING tasks can be revoked"
+        )
+    children = await deps.repo.children(task_id)
+    return after, [c.id for c in children]
+
+
+async def complete(deps: Deps, task: Task, token: str, result: str) -> Task | None:
+    moved = await deps.broker.finish(ref(task), token)
+    if moved is None:
+        return None
+    return await finish_terminal(
+        deps, task, moved.version, TaskState.COMPLETED, result=result or "{}", error=""
+    )
+
+
+def _retry_eta(deps: Deps, task: Task, now: datetime) -> datetime:
+    base = task.retry_backoff or deps.settings.retry_base
+    return now + backoff(task.retries + 1, base, deps.settings.retry_cap)
+
+
+async def fail_attempt(
+    deps: Deps, task: Task, token: str, error: str, retryable: bool = True
+) -> Task | None:
+    """A failed attempt: retry with backoff while retries remain, else FAILED."""
+    error = error[:MAX_ERROR] or "failed"
+    now = deps.clock()
+    if retryable and task.retries < task.max_retries:
+        eta = _retry_eta(deps, task, now)
+        moved = await deps.broker.retry(ref(task), token, to_ms(eta))
+        if moved is None:
+            return None
+        after = task.evolve(
+            state=TaskState.PENDING,
+            version=moved.version,
+            retries=task.retries + 1,
+            eta=eta,
+            error=error,
+            updated_at=now,
+            lease_token="",
+            scheduler_id=deps.settings.server_id,
+        )
+        await record(deps, task, after, "RETRIED")
+        if task.expires_at is not None and eta > task.expires_at:
+            return await revoke_pending(deps, after, EXPIRED) or after
+        return after
+    moved = await deps.broker.finish(ref(task), token)
+    if moved is None:
+        return None
+    return await finish_terminal(deps, task, moved.version, TaskState.FAILED, error=error)
