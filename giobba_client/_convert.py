@@ -1,0 +1,189 @@
+"""Requests from Python values, and plain values from protobuf replies."""
+
+import json
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from giobba_client._gen.giobba.v1 import task_pb2 as pb
+from giobba_client.errors import InvalidArgument
+from giobba_client.models import Activity, Task, TaskState, WorkerInfo
+
+STATES = {
+    pb.TASK_STATE_PENDING: TaskState.PENDING,
+    pb.TASK_STATE_RUNNING: TaskState.RUNNING,
+    pb.TASK_STATE_COMPLETED: TaskState.COMPLETED,
+    pb.TASK_STATE_FAILED: TaskState.FAILED,
+    pb.TASK_STATE_REVOKED: TaskState.REVOKED,
+    pb.TASK_STATE_KILLED: TaskState.KILLED,
+}
+STATE_NUMBERS = {v: k for k, v in STATES.items()}
+
+When = datetime | timedelta | None
+
+
+def dump_json(value: Any, field: str) -> str:
+    """JSON object text; refuses what JSON cannot carry (NaN, Infinity, non-str keys)."""
+    if value is None:
+        return ""
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{field}: must be a dict (a JSON object), got {type(value).__name__}")
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f"{field}: cannot be encoded as JSON ({exc})") from None
+
+
+def load_json(text: str) -> dict[str, Any]:
+    return json.loads(text) if text else {}
+
+
+def when(value: When, field: str) -> Timestamp | None:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        value = datetime.now(UTC) + value
+    if value.tzinfo is None:
+        raise InvalidArgument(f"{field}: must be timezone-aware (e.g. datetime.now(UTC))")
+    out = Timestamp()
+    out.FromDatetime(value.astimezone(UTC))
+    return out
+
+
+def span(value: timedelta | float | None, field: str) -> Duration | None:
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InvalidArgument(f"{field}: must be a positive duration")
+    out = Duration()
+    out.FromTimedelta(timedelta(seconds=seconds))
+    return out
+
+
+def spec(
+    name: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    queue: str = "",
+    priority: int = 0,
+    eta: When = None,
+    manual: bool = False,
+    parent_id: str = "",
+    max_retries: int = 0,
+    expires_at: When = None,
+    callback: str = "",
+    callback_err: str = "",
+    timeout: timedelta | float | None = None,
+    retry_backoff: timedelta | float | None = None,
+    task_id: str = "",
+    schedule: str = "",
+    timezone: str = "",
+) -> pb.TaskSpec:
+    return pb.TaskSpec(
+        id=task_id,
+        name=name,
+        payload=dump_json(payload, "payload"),
+        queue=queue,
+        priority=priority,
+        eta=when(eta, "eta"),
+        start_mode=pb.START_MODE_MANUAL if manual else pb.START_MODE_AUTO,
+        parent_id=parent_id,
+        max_retries=max_retries,
+        expires_at=when(expires_at, "expires_at"),
+        callback=callback,
+        callback_err=callback_err,
+        timeout=span(timeout, "timeout"),
+        retry_backoff=span(retry_backoff, "retry_backoff"),
+        schedule=schedule,
+        timezone=timezone,
+    )
+
+
+def _time(holder: Any, name: str) -> datetime | None:
+    if not holder.HasField(name):
+        return None
+    stamp: Timestamp = getattr(holder, name)
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+def _span(holder: Any, name: str) -> timedelta | None:
+    if not holder.HasField(name):
+        return None
+    value: Duration = getattr(holder, name)
+    return value.ToTimedelta()
+
+
+def task(message: pb.Task) -> Task:
+    return Task(
+        id=message.id,
+        name=message.name,
+        payload=load_json(message.payload),
+        queue=message.queue,
+        state=STATES[message.state],
+        priority=message.priority,
+        eta=_time(message, "eta"),
+        start_mode="MANUAL" if message.start_mode == pb.START_MODE_MANUAL else "AUTO",
+        parent_id=message.parent_id,
+        schedule=message.schedule,
+        is_schedule_active=message.is_schedule_active,
+        job_id=message.job_id,
+        error=message.error,
+        created_at=_time(message, "created_at"),
+        updated_at=_time(message, "updated_at"),
+        started_at=_time(message, "started_at"),
+        completed_at=_time(message, "completed_at"),
+        expires_at=_time(message, "expires_at"),
+        result=load_json(message.result) if message.result else None,
+        retries=message.retries,
+        max_retries=message.max_retries,
+        scheduler_id=message.scheduler_id,
+        worker_id=message.worker_id,
+        callback=message.callback,
+        callback_err=message.callback_err,
+        timeout=_span(message, "timeout"),
+        retry_backoff=_span(message, "retry_backoff"),
+        attempts=message.attempts,
+        pending_reason=pb.PendingReason.Name(message.pending_reason).removeprefix(
+            "PENDING_REASON_"
+        )
+        if message.pending_reason
+        else "",
+    )
+
+
+def activity(message: pb.Activity) -> Activity:
+    return Activity(
+        cursor=message.cursor,
+        time=_time(message, "time"),
+        task_id=message.task_id,
+        name=message.name,
+        queue=message.queue,
+        old_state=STATES.get(message.old_state),
+        new_state=STATES.get(message.new_state),
+        kind=pb.ActivityKind.Name(message.kind).removeprefix("ACTIVITY_KIND_"),
+        worker_id=message.worker_id,
+        attempt=message.attempt,
+        error=message.error,
+        job_id=message.job_id,
+    )
+
+
+def worker(message: pb.WorkerInfo) -> WorkerInfo:
+    return WorkerInfo(
+        id=message.id,
+        host=message.host,
+        pid=message.pid,
+        kind="SERVER" if message.kind == pb.WORKER_KIND_SERVER else "WORKER",
+        queues=list(message.queues),
+        concurrency=message.concurrency,
+        running_task_ids=list(message.running_task_ids),
+        completed=message.completed,
+        failed=message.failed,
+        version=message.version,
+        last_seen=_time(message, "last_seen"),
+        started_at=_time(message, "started_at"),
+    )

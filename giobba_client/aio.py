@@ -1,0 +1,168 @@
+"""AsyncClient: one method per RPC, plain values in and out."""
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import grpc
+
+from giobba_client import _convert as conv
+from giobba_client._gen.giobba.v1 import task_service_pb2 as ts
+from giobba_client._gen.giobba.v1 import task_service_pb2_grpc as ts_grpc
+from giobba_client._gen.giobba.v1 import worker_service_pb2_grpc as ws_grpc
+from giobba_client.errors import GiobbaError, from_rpc_error
+from giobba_client.models import (
+    Activity,
+    RevokeResult,
+    Task,
+    TaskPage,
+    TaskState,
+    WaitResult,
+    WorkerInfo,
+)
+
+DEFAULT_SERVER = "127.0.0.1:50051"
+DEFAULT_TIMEOUT = 30.0
+MAX_MESSAGE = 64 * 1024 * 1024
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+    # Notice a dead or unreachable server within ~20 s, even on an idle channel.
+    ("grpc.keepalive_time_ms", 10000),
+    ("grpc.keepalive_timeout_ms", 10000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+T = TypeVar("T")
+
+
+def default_server() -> str:
+    return os.environ.get("GIOBBA_SERVER") or DEFAULT_SERVER
+
+
+async def _rpc(call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except grpc.aio.AioRpcError as exc:
+        raise from_rpc_error(exc) from None
+
+
+class AsyncClient:
+    """Talks to one giobba server. Use `async with AsyncClient(...) as client`."""
+
+    def __init__(self, server: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.server = server or default_server()
+        self.timeout = timeout
+        self.channel = grpc.aio.insecure_channel(self.server, options=CHANNEL_OPTIONS)
+        self.tasks = ts_grpc.TaskServiceStub(self.channel)
+        self.workers = ws_grpc.WorkerServiceStub(self.channel)
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def _unary(self, method: Callable[..., Any], request: Any, timeout: float | None = None) -> Any:
+        return await _rpc(method(request, timeout=timeout or self.timeout))
+
+    async def add_task(self, name: str, payload: dict[str, Any] | None = None, **options: Any) -> Task:
+        """Submit a task; options are those of `giobba_client._convert.spec`."""
+        request = ts.AddTaskRequest(task=conv.spec(name, payload, **options))
+        reply = await self._unary(self.tasks.AddTask, request)
+        return conv.task(reply.task)
+
+    async def add_tasks(self, specs: Iterable[dict[str, Any]]) -> list[Task]:
+        """Submit a batch, all or nothing: each item holds `name`, `payload` and options."""
+        items = [conv.spec(**item) for item in specs]
+        reply = await self._unary(self.tasks.AddTasks, ts.AddTasksRequest(tasks=items))
+        return [conv.task(t) for t in reply.tasks]
+
+    async def get_task(self, task_id: str) -> Task:
+        reply = await self._unary(self.tasks.GetTask, ts.GetTaskRequest(id=task_id))
+        return conv.task(reply.task)
+
+    async def task_state(self, task_id: str) -> TaskState:
+        reply = await self._unary(self.tasks.GetTaskState, ts.GetTaskStateRequest(id=task_id))
+        return conv.STATES[reply.state]
+
+    async def list_tasks(
+        self,
+        *,
+        states: Sequence[TaskState | str] = (),
+        queue: str = "",
+        name: str = "",
+        parent_id: str = "",
+        job_id: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> TaskPage:
+        request = ts.ListTasksRequest(
+            states=[conv.STATE_NUMBERS[TaskState(s)] for s in states],
+            queue=queue, name=name, parent_id=parent_id, job_id=job_id,
+            page_size=page_size, page_token=page_token,
+        )
+        reply = await self._unary(self.tasks.ListTasks, request)
+        return TaskPage([conv.task(t) for t in reply.tasks], reply.next_page_token)
+
+    async def revoke_task(self, task_id: str, reason: str = "") -> RevokeResult:
+        reply = await self._unary(self.tasks.RevokeTask, ts.RevokeTaskRequest(id=task_id, reason=reason))
+        return RevokeResult(conv.task(reply.task), list(reply.revoked_children))
+
+    async def kill_task(self, task_id: str, reason: str = "") -> Task:
+        reply = await self._unary(self.tasks.KillTask, ts.KillTaskRequest(id=task_id, reason=reason))
+        return conv.task(reply.task)
+
+    async def auto_task(self, task_id: str) -> Task:
+        reply = await self._unary(self.tasks.AutoTask, ts.AutoTaskRequest(id=task_id))
+        return conv.task(reply.task)
+
+    async def wait_task(self, task_id: str, timeout: float = 60.0) -> WaitResult:
+        """Wait until the task is terminal or `timeout` seconds pass (`done` says which)."""
+        request = ts.WaitTaskRequest(id=task_id, timeout=conv.span(timeout, "timeout"))
+        reply = await self._unary(self.tasks.WaitTask, request, timeout=timeout + 10)
+        return WaitResult(conv.task(reply.task), reply.done)
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        reply = await self._unary(self.tasks.ListWorkers, ts.ListWorkersRequest())
+        return [conv.worker(w) for w in reply.workers]
+
+    async def watch_activities(
+        self,
+        from_cursor: int | None = None,
+        *,
+        queues: Sequence[str] = (),
+        task_ids: Sequence[str] = (),
+        job_id: str = "",
+        states: Sequence[TaskState | str] = (),
+    ) -> AsyncIterator[Activity]:
+        """Replay from `from_cursor` (None: live only), then follow live."""
+        request = ts.WatchActivitiesRequest(
+            from_cursor=from_cursor or 0, live_only=from_cursor is None,
+            queues=list(queues), task_ids=list(task_ids), job_id=job_id,
+            states=[conv.STATE_NUMBERS[TaskState(s)] for s in states],
+        )
+        stream = self.tasks.WatchActivities(request)
+        try:
+            async for reply in stream:
+                yield conv.activity(reply.activity)
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc) from None
+        finally:
+            stream.cancel()
+
+    async def watch_heartbeats(self) -> AsyncIterator[WorkerInfo]:
+        stream = self.tasks.WatchHeartbeats(ts.WatchHeartbeatsRequest())
+        try:
+            async for reply in stream:
+                yield conv.worker(reply.worker)
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc) from None
+        finally:
+            stream.cancel()
+
+
+__all__ = ["AsyncClient", "GiobbaError", "default_server"]

@@ -1,0 +1,83 @@
+"""Client: the blocking twin of AsyncClient. It runs an AsyncClient on a private event
+loop thread, so both share one implementation and behave the same."""
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterator, Sequence
+from typing import Any, TypeVar
+
+from giobba_client.aio import DEFAULT_TIMEOUT, AsyncClient
+from giobba_client.models import Activity, RevokeResult, Task, TaskPage, TaskState, WaitResult, WorkerInfo
+
+T = TypeVar("T")
+
+
+class Client:
+    def __init__(self, server: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="giobba-client", daemon=True)
+        self._thread.start()
+        self._async = self._run(self._make(server, timeout))
+        self.server = self._async.server
+
+    @staticmethod
+    async def _make(server: str | None, timeout: float) -> AsyncClient:
+        return AsyncClient(server, timeout)
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        self._run(self._async.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def add_task(self, name: str, payload: dict[str, Any] | None = None, **options: Any) -> Task:
+        return self._run(self._async.add_task(name, payload, **options))
+
+    def add_tasks(self, specs: Sequence[dict[str, Any]]) -> list[Task]:
+        return self._run(self._async.add_tasks(specs))
+
+    def get_task(self, task_id: str) -> Task:
+        return self._run(self._async.get_task(task_id))
+
+    def task_state(self, task_id: str) -> TaskState:
+        return self._run(self._async.task_state(task_id))
+
+    def list_tasks(self, **filters: Any) -> TaskPage:
+        return self._run(self._async.list_tasks(**filters))
+
+    def revoke_task(self, task_id: str, reason: str = "") -> RevokeResult:
+        return self._run(self._async.revoke_task(task_id, reason))
+
+    def kill_task(self, task_id: str, reason: str = "") -> Task:
+        return self._run(self._async.kill_task(task_id, reason))
+
+    def auto_task(self, task_id: str) -> Task:
+        return self._run(self._async.auto_task(task_id))
+
+    def wait_task(self, task_id: str, timeout: float = 60.0) -> WaitResult:
+        return self._run(self._async.wait_task(task_id, timeout))
+
+    def list_workers(self) -> list[WorkerInfo]:
+        return self._run(self._async.list_workers())
+
+    def watch_activities(self, from_cursor: int | None = None, **filters: Any) -> Iterator[Activity]:
+        stream = self._async.watch_activities(from_cursor, **filters)
+        try:
+            while True:
+                try:
+                    yield self._run(anext(stream))
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._run(stream.aclose())  # type: ignore[attr-defined]

@@ -1,0 +1,115 @@
+"""Plain typed values the SDK returns (never raw protobuf)."""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+
+class TaskState(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    REVOKED = "REVOKED"
+    KILLED = "KILLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (TaskState.PENDING, TaskState.RUNNING)
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    name: str
+    payload: dict[str, Any]
+    queue: str
+    state: TaskState
+    priority: int
+    eta: datetime | None
+    start_mode: str
+    parent_id: str
+    schedule: str
+    is_schedule_active: bool
+    job_id: str
+    error: str
+    created_at: datetime | None
+    updated_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    expires_at: datetime | None
+    result: dict[str, Any] | None
+    retries: int
+    max_retries: int
+    scheduler_id: str
+    worker_id: str
+    callback: str
+    callback_err: str
+    timeout: timedelta | None
+    retry_backoff: timedelta | None
+    attempts: int
+    pending_reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The seed's field names in snake_case, times as ISO-8601 UTC."""
+        out: dict[str, Any] = {}
+        for key, value in self.__dict__.items():
+            if isinstance(value, datetime):
+                value = value.isoformat().replace("+00:00", "Z")
+            elif isinstance(value, timedelta):
+                value = value.total_seconds()
+            elif isinstance(value, StrEnum):
+                value = value.value
+            out[key] = value
+        return out
+
+
+@dataclass(frozen=True)
+class Activity:
+    cursor: int
+    time: datetime | None
+    task_id: str
+    name: str
+    queue: str
+    old_state: TaskState | None
+    new_state: TaskState | None
+    kind: str
+    worker_id: str
+    attempt: int
+    error: str
+    job_id: str
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    id: str
+    host: str
+    pid: int
+    kind: str
+    queues: list[str]
+    concurrency: int
+    running_task_ids: list[str]
+    completed: int
+    failed: int
+    version: str
+    last_seen: datetime | None
+    started_at: datetime | None
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    tasks: list[Task]
+    next_page_token: str = ""
+
+
+@dataclass(frozen=True)
+class WaitResult:
+    task: Task
+    done: bool
+
+
+@dataclass(frozen=True)
+class RevokeResult:
+    task: Task
+    revoked_children: list[str] = field(default_factory=list)
