@@ -1,0 +1,77 @@
+"""Pytest fixtures for the real services; import them from ``tests/conftest.py``.
+
+The session fixtures start one server per test session (per xdist worker).
+Under ``CI=true`` a server that can't start fails the tests that need it;
+elsewhere those tests are skipped with a hint on how to enable them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pymongo
+import pytest
+
+from tests.support.services import (
+    MongoServer,
+    RedisServer,
+    ServiceUnavailableError,
+    require_service,
+)
+
+__all__ = ["clean_redis", "mongo_database", "mongo_server", "redis_server"]
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    try:
+        server.start()
+    except ServiceUnavailableError as exc:
+        server.close()
+        require_service("redis", str(exc))
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def mongo_server() -> Iterator[MongoServer]:
+    server = MongoServer()
+    try:
+        server.start()
+    except ServiceUnavailableError as exc:
+        server.close()
+        require_service("mongo", str(exc))
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def clean_redis(redis_server: RedisServer) -> RedisServer:
+    """The session Redis, running (a test may have stopped it) and empty."""
+    if not redis_server.is_running:
+        redis_server.start()
+    redis_server.flushall()
+    return redis_server
+
+
+@pytest.fixture
+def mongo_database(mongo_server: MongoServer) -> Iterator[str]:
+    """A database name of this test's own on the session server; dropped afterwards."""
+    if not mongo_server.is_running:
+        mongo_server.start()
+    name = mongo_server.database_name()
+    yield name
+    if not mongo_server.is_running:
+        mongo_server.start()
+    client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
+        mongo_server.url, serverSelectionTimeoutMS=10_000
+    )
+    try:
+        client.drop_database(name)
+    finally:
+        client.close()
