@@ -30,7 +30,9 @@ def dump_json(value: Any, field: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, dict):
-        raise InvalidArgument(f"{field}: must be a dict (a JSON object), got {type(value).__name__}")
+        raise InvalidArgument(
+            f"{field}: must be a dict (a JSON object), got {type(value).__name__}"
+        )
     try:
         return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
@@ -147,9 +149,7 @@ def task(message: pb.Task) -> Task:
         timeout=_span(message, "timeout"),
         retry_backoff=_span(message, "retry_backoff"),
         attempts=message.attempts,
-        pending_reason=pb.PendingReason.Name(message.pending_reason).removeprefix(
-            "PENDING_REASON_"
-        )
+        pending_reason=pb.PendingReason.Name(message.pending_reason).removeprefix("PENDING_REASON_")
         if message.pending_reason
         else "",
     )

@@ -1,7 +1,7 @@
 """AsyncClient: one method per RPC, plain values in and out."""
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -66,10 +66,14 @@ class AsyncClient:
     async def close(self) -> None:
         await self.channel.close()
 
-    async def _unary(self, method: Callable[..., Any], request: Any, timeout: float | None = None) -> Any:
+    async def _unary(
+        self, method: Callable[..., Any], request: Any, timeout: float | None = None
+    ) -> Any:
         return await _rpc(method(request, timeout=timeout or self.timeout))
 
-    async def add_task(self, name: str, payload: dict[str, Any] | None = None, **options: Any) -> Task:
+    async def add_task(
+        self, name: str, payload: dict[str, Any] | None = None, **options: Any
+    ) -> Task:
         """Submit a task; options are those of `giobba_client._convert.spec`."""
         request = ts.AddTaskRequest(task=conv.spec(name, payload, **options))
         reply = await self._unary(self.tasks.AddTask, request)
@@ -102,18 +106,26 @@ class AsyncClient:
     ) -> TaskPage:
         request = ts.ListTasksRequest(
             states=[conv.STATE_NUMBERS[TaskState(s)] for s in states],
-            queue=queue, name=name, parent_id=parent_id, job_id=job_id,
-            page_size=page_size, page_token=page_token,
+            queue=queue,
+            name=name,
+            parent_id=parent_id,
+            job_id=job_id,
+            page_size=page_size,
+            page_token=page_token,
         )
         reply = await self._unary(self.tasks.ListTasks, request)
         return TaskPage([conv.task(t) for t in reply.tasks], reply.next_page_token)
 
     async def revoke_task(self, task_id: str, reason: str = "") -> RevokeResult:
-        reply = await self._unary(self.tasks.RevokeTask, ts.RevokeTaskRequest(id=task_id, reason=reason))
+        reply = await self._unary(
+            self.tasks.RevokeTask, ts.RevokeTaskRequest(id=task_id, reason=reason)
+        )
         return RevokeResult(conv.task(reply.task), list(reply.revoked_children))
 
     async def kill_task(self, task_id: str, reason: str = "") -> Task:
-        reply = await self._unary(self.tasks.KillTask, ts.KillTaskRequest(id=task_id, reason=reason))
+        reply = await self._unary(
+            self.tasks.KillTask, ts.KillTaskRequest(id=task_id, reason=reason)
+        )
         return conv.task(reply.task)
 
     async def auto_task(self, task_id: str) -> Task:
@@ -138,11 +150,14 @@ class AsyncClient:
         task_ids: Sequence[str] = (),
         job_id: str = "",
         states: Sequence[TaskState | str] = (),
-    ) -> AsyncIterator[Activity]:
+    ) -> AsyncGenerator[Activity, None]:
         """Replay from `from_cursor` (None: live only), then follow live."""
         request = ts.WatchActivitiesRequest(
-            from_cursor=from_cursor or 0, live_only=from_cursor is None,
-            queues=list(queues), task_ids=list(task_ids), job_id=job_id,
+            from_cursor=from_cursor or 0,
+            live_only=from_cursor is None,
+            queues=list(queues),
+            task_ids=list(task_ids),
+            job_id=job_id,
             states=[conv.STATE_NUMBERS[TaskState(s)] for s in states],
         )
         stream = self.tasks.WatchActivities(request)
@@ -154,7 +169,7 @@ class AsyncClient:
         finally:
             stream.cancel()
 
-    async def watch_heartbeats(self) -> AsyncIterator[WorkerInfo]:
+    async def watch_heartbeats(self) -> AsyncGenerator[WorkerInfo, None]:
         stream = self.tasks.WatchHeartbeats(ts.WatchHeartbeatsRequest())
         try:
             async for reply in stream:

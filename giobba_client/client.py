@@ -3,11 +3,19 @@ loop thread, so both share one implementation and behave the same."""
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from typing import Any, TypeVar
 
 from giobba_client.aio import DEFAULT_TIMEOUT, AsyncClient
-from giobba_client.models import Activity, RevokeResult, Task, TaskPage, TaskState, WaitResult, WorkerInfo
+from giobba_client.models import (
+    Activity,
+    RevokeResult,
+    Task,
+    TaskPage,
+    TaskState,
+    WaitResult,
+    WorkerInfo,
+)
 
 T = TypeVar("T")
 
@@ -15,7 +23,9 @@ T = TypeVar("T")
 class Client:
     def __init__(self, server: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="giobba-client", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="giobba-client", daemon=True
+        )
         self._thread.start()
         self._async = self._run(self._make(server, timeout))
         self.server = self._async.server
@@ -71,13 +81,19 @@ class Client:
     def list_workers(self) -> list[WorkerInfo]:
         return self._run(self._async.list_workers())
 
-    def watch_activities(self, from_cursor: int | None = None, **filters: Any) -> Iterator[Activity]:
+    def watch_activities(
+        self, from_cursor: int | None = None, **filters: Any
+    ) -> Iterator[Activity]:
         stream = self._async.watch_activities(from_cursor, **filters)
         try:
             while True:
                 try:
-                    yield self._run(anext(stream))
+                    yield self._run(_next(stream))
                 except StopAsyncIteration:
                     return
         finally:
-            self._run(stream.aclose())  # type: ignore[attr-defined]
+            self._run(stream.aclose())
+
+
+async def _next(stream: AsyncIterator[T]) -> T:
+    return await anext(stream)

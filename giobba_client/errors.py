@@ -60,13 +60,21 @@ class Unimplemented(GiobbaError):
 
 _BY_CODE: dict[grpc.StatusCode, type[GiobbaError]] = {
     cls.code: cls
-    for cls in (InvalidArgument, NotFound, AlreadyExists, FailedPrecondition, LeaseLost,
-                Unavailable, DeadlineExceeded, Unimplemented)
+    for cls in (
+        InvalidArgument,
+        NotFound,
+        AlreadyExists,
+        FailedPrecondition,
+        LeaseLost,
+        Unavailable,
+        DeadlineExceeded,
+        Unimplemented,
+    )
     if cls.code is not None
 }
 
 
 def from_rpc_error(exc: grpc.RpcError) -> GiobbaError:
-    code: grpc.StatusCode = exc.code()  # type: ignore[attr-defined]
-    details: str = exc.details() or code.name  # type: ignore[attr-defined]
+    code: grpc.StatusCode = exc.code()
+    details: str = exc.details() or code.name
     return _BY_CODE.get(code, GiobbaError)(details, code)

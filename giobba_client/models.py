@@ -53,16 +53,7 @@ class Task:
 
     def to_json(self) -> dict[str, Any]:
         """The seed's field names in snake_case, times as ISO-8601 UTC."""
-        out: dict[str, Any] = {}
-        for key, value in self.__dict__.items():
-            if isinstance(value, datetime):
-                value = value.isoformat().replace("+00:00", "Z")
-            elif isinstance(value, timedelta):
-                value = value.total_seconds()
-            elif isinstance(value, StrEnum):
-                value = value.value
-            out[key] = value
-        return out
+        return {key: _jsonable(value) for key, value in self.__dict__.items()}
 
 
 @dataclass(frozen=True)
@@ -113,3 +104,13 @@ class WaitResult:
 class RevokeResult:
     task: Task
     revoked_children: list[str] = field(default_factory=list)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, StrEnum):
+        return value.value
+    return value

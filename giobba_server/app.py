@@ -97,8 +97,9 @@ async def build(config: Config) -> App:
         worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
         job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
     ]
-    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME],
-                                        server)
+    reflection.enable_server_reflection(
+        [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
     port = server.add_insecure_port(config.listen)
     if port == 0:
         raise ConfigError("server.listen", f"cannot listen on {config.listen}")
@@ -116,9 +117,18 @@ async def _beat(app: App, started: asyncio.Event) -> None:
     started.set()
     while True:
         status = WorkerStatus(
-            id=app.deps.settings.server_id, host=socket.gethostname(), pid=os.getpid(),
-            queues=app.config.queues, concurrency=0, running=(), completed=0, failed=0,
-            version=VERSION, kind="SERVER", last_seen=utcnow(), started_at=status_started,
+            id=app.deps.settings.server_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            queues=app.config.queues,
+            concurrency=0,
+            running=(),
+            completed=0,
+            failed=0,
+            version=VERSION,
+            kind="SERVER",
+            last_seen=utcnow(),
+            started_at=status_started,
         )
         await app.deps.registry.beat(status, ttl)
         with contextlib.suppress(TimeoutError):
@@ -146,8 +156,13 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     """Run until SIGINT/SIGTERM, then drain in-flight calls and stop."""
     app = await build(config)
     await start(app)
-    log.info("giobba %s serving on port %d (broker=%s, database=%s)", VERSION, app.port,
-             config.broker.kind, config.database.kind)
+    log.info(
+        "giobba %s serving on port %d (broker=%s, database=%s)",
+        VERSION,
+        app.port,
+        config.broker.kind,
+        config.database.kind,
+    )
     print(f"giobba server listening on {config.listen.rsplit(':', 1)[0]}:{app.port}", flush=True)
     if ready is not None:
         ready.set()

@@ -175,8 +175,17 @@ def load_config(
 
 
 KNOWN = {
-    "queues", "workersNumber", "lockDuration", "jobsTimeoutRefresh", "pollingTimeout",
-    "executionTimeCutOff", "database", "broker", "log", "server", "retry",
+    "queues",
+    "workersNumber",
+    "lockDuration",
+    "jobsTimeoutRefresh",
+    "pollingTimeout",
+    "executionTimeCutOff",
+    "database",
+    "broker",
+    "log",
+    "server",
+    "retry",
 }
 
 
@@ -229,7 +238,9 @@ def _opt_int(key: str, value: Any, high: int) -> int | None:
 def _database(raw: Mapping[str, Any]) -> DatabaseConfig:
     url = _str("database.url", raw.get("url", ""))
     if url and not url.startswith(("sqlite:///", "mongodb://", "mongodb+srv://")):
-        raise ConfigError("database.url", "must start with sqlite:///, mongodb:// or mongodb+srv://")
+        raise ConfigError(
+            "database.url", "must start with sqlite:///, mongodb:// or mongodb+srv://"
+        )
     return DatabaseConfig(
         url=url,
         name=_str("database.name", raw.get("name", "giobba")),

@@ -19,7 +19,7 @@ STATE_TO_PB = {
     TaskState.REVOKED: pb.TASK_STATE_REVOKED,
     TaskState.KILLED: pb.TASK_STATE_KILLED,
 }
-PB_TO_STATE = {v: k for k, v in STATE_TO_PB.items()}
+PB_TO_STATE: dict[int, TaskState] = {int(v): k for k, v in STATE_TO_PB.items()}
 KIND_TO_PB = {
     "CREATED": pb.ACTIVITY_KIND_CREATED,
     "STARTED": pb.ACTIVITY_KIND_STARTED,
@@ -87,7 +87,9 @@ def spec_from_pb(message: pb.TaskSpec, prefix: str = "task.") -> TaskSpec:
         queue=message.queue,
         priority=message.priority,
         eta=opt_ts(f"{prefix}eta", message, "eta"),
-        start_mode=StartMode.MANUAL if message.start_mode == pb.START_MODE_MANUAL else StartMode.AUTO,
+        start_mode=StartMode.MANUAL
+        if message.start_mode == pb.START_MODE_MANUAL
+        else StartMode.AUTO,
         parent_id=message.parent_id,
         max_retries=message.max_retries,
         expires_at=opt_ts(f"{prefix}expires_at", message, "expires_at"),
@@ -110,7 +112,9 @@ def task_to_pb(task: Task, now: datetime) -> pb.Task:
         state=STATE_TO_PB[task.state],
         eta=ts(task.eta),
         priority=task.priority,
-        start_mode=pb.START_MODE_MANUAL if task.start_mode is StartMode.MANUAL else pb.START_MODE_AUTO,
+        start_mode=pb.START_MODE_MANUAL
+        if task.start_mode is StartMode.MANUAL
+        else pb.START_MODE_AUTO,
         parent_id=task.parent_id,
         schedule=task.schedule,
         is_schedule_active=task.is_schedule_active,

@@ -83,5 +83,3 @@ def streaming(
             await _abort(context, exc)
 
     return wrapper
-
-

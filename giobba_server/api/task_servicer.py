@@ -1,9 +1,9 @@
 """TaskService: decode, call a service, encode."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, TypeAlias
 
-import grpc
-
+from giobba_client._gen.giobba.v1 import task_pb2 as pb
 from giobba_client._gen.giobba.v1 import task_service_pb2 as ts
 from giobba_client._gen.giobba.v1 import task_service_pb2_grpc as ts_grpc
 from giobba_server.api.convert import (
@@ -17,15 +17,16 @@ from giobba_server.api.convert import (
 from giobba_server.api.errors import streaming, unary
 from giobba_server.domain.errors import InvalidArgument
 from giobba_server.domain.ports import ActivityEvent, TaskFilter
-from giobba_server.domain.task import Task
+from giobba_server.domain.task import Task, TaskState
 from giobba_server.services import control, queries, submit, transitions
 from giobba_server.services.context import Deps
 
-Ctx = grpc.aio.ServicerContext
+# grpc ships no type information: the context is typed as Any.
+Ctx: TypeAlias = Any
 
 
-def _states(values: list[int], field: str) -> frozenset[object]:
-    states = set()
+def _states(values: Sequence[int], field: str) -> frozenset[TaskState]:
+    states: set[TaskState] = set()
     for i, value in enumerate(values):
         if value not in PB_TO_STATE:
             raise InvalidArgument(f"{field}[{i}]", f"{value} is not a task state")
@@ -37,7 +38,7 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
     def __init__(self, deps: Deps) -> None:
         self._deps = deps
 
-    def _pb(self, task: Task) -> object:
+    def _pb(self, task: Task) -> pb.Task:
         return task_to_pb(task, self._deps.clock())
 
     @unary
@@ -61,7 +62,7 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
     @unary
     async def ListTasks(self, request: ts.ListTasksRequest, context: Ctx) -> ts.ListTasksResponse:
         flt = TaskFilter(
-            states=_states(list(request.states), "states"),  # type: ignore[arg-type]
+            states=_states(list(request.states), "states"),
             queue=request.queue,
             name=request.name,
             parent_id=request.parent_id,
@@ -77,7 +78,7 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
         self, request: ts.GetTaskStateRequest, context: Ctx
     ) -> ts.GetTaskStateResponse:
         task = await queries.get_task(self._deps, request.id)
-        return ts.GetTaskStateResponse(state=self._pb(task).state)  # type: ignore[attr-defined]
+        return ts.GetTaskStateResponse(state=self._pb(task).state)
 
     @unary
     async def RevokeTask(

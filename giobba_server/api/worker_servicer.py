@@ -1,6 +1,6 @@
 """WorkerService: decode, call a service, encode."""
 
-import grpc
+from typing import Any, TypeAlias
 
 from giobba_client._gen.giobba.v1 import worker_service_pb2 as ws
 from giobba_client._gen.giobba.v1 import worker_service_pb2_grpc as ws_grpc
@@ -11,7 +11,8 @@ from giobba_server.domain.ports import CancelReason
 from giobba_server.services import leasing
 from giobba_server.services.context import Deps
 
-Ctx = grpc.aio.ServicerContext
+# grpc ships no type information: the context is typed as Any.
+Ctx: TypeAlias = Any
 DEFAULT_WAIT = 30.0
 
 CANCEL_TO_PB = {

@@ -1,9 +1,10 @@
 """In-process activity feed and worker registry for the embedded default."""
 
 import asyncio
+import functools
 import itertools
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import replace
 
 from giobba_server.domain.clock import now_ms, to_ms
@@ -32,7 +33,7 @@ class MemoryFeed:
     def _oldest(self) -> int:
         return self._events[0].cursor if self._events else self._cursor + 1
 
-    async def watch(self, from_cursor: int | None) -> AsyncIterator[ActivityEvent]:
+    async def watch(self, from_cursor: int | None) -> AsyncGenerator[ActivityEvent, None]:
         last = self._cursor if from_cursor is None else from_cursor
         if from_cursor is not None and from_cursor + 1 < self._oldest() and from_cursor > 0:
             raise FailedPrecondition(
@@ -44,7 +45,10 @@ class MemoryFeed:
                 last = event.cursor
                 yield event
             async with self._changed:
-                await self._changed.wait_for(lambda: self._cursor > last)
+                await self._changed.wait_for(functools.partial(self._newer_than, last))
+
+    def _newer_than(self, cursor: int) -> bool:
+        return self._cursor > cursor
 
     def _since(self, cursor: int) -> list[ActivityEvent]:
         if not self._events or self._events[-1].cursor <= cursor:
@@ -71,7 +75,7 @@ class MemoryRegistry:
             del self._workers[worker_id]
         return sorted((s for s, _ in self._workers.values()), key=lambda s: s.id)
 
-    async def watch(self) -> AsyncIterator[WorkerStatus]:
+    async def watch(self) -> AsyncGenerator[WorkerStatus, None]:
         queue: asyncio.Queue[WorkerStatus] = asyncio.Queue()
         self._subscribers.add(queue)
         try:

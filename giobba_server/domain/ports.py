@@ -7,7 +7,7 @@ durable record; it applies a write only when its version is newer than what it h
 writes that race across servers can never move a task backwards.
 """
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -178,7 +178,7 @@ class Repository(Protocol):
     async def save(self, task: Task) -> bool:
         """Write the task if its version is newer than the stored one; False otherwise."""
 
-    async def list(self, flt: TaskFilter, limit: int, token: str) -> Page:
+    async def query(self, flt: TaskFilter, limit: int, token: str) -> Page:
         """Newest first (by seq), `token` from a previous page."""
 
     async def children(self, parent_id: str) -> list[Task]: ...
@@ -213,7 +213,7 @@ class Feed(Protocol):
     async def head(self) -> int:
         """The newest cursor (0 when empty)."""
 
-    def watch(self, from_cursor: int | None) -> AsyncIterator[ActivityEvent]:
+    def watch(self, from_cursor: int | None) -> AsyncGenerator[ActivityEvent, None]:
         """Events with cursor > from_cursor (None: only new ones), then live."""
         ...
 
@@ -243,4 +243,4 @@ class Registry(Protocol):
 
     async def alive(self) -> list[WorkerStatus]: ...
 
-    def watch(self) -> AsyncIterator[WorkerStatus]: ...
+    def watch(self) -> AsyncGenerator[WorkerStatus, None]: ...

@@ -5,6 +5,7 @@ local change pokes it, capped so deadlines set by other servers are seen too.
 """
 
 import asyncio
+import contextlib
 import logging
 
 from giobba_server.domain.clock import now_ms
@@ -44,10 +45,8 @@ class Reaper:
             delay = min(delay, max((deadline - now_ms()) / 1000, 0.0))
         delay = max(delay, at_least)
         self._poke.clear()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._poke.wait(), delay)
-        except TimeoutError:
-            pass
 
     async def sweep(self) -> int:
         """One pass; returns how many tasks it moved."""

@@ -92,7 +92,9 @@ async def _start(deps: Deps, worker_id: str, task: Task, claim: Claim) -> Leased
         scheduler_id=deps.settings.server_id,
     )
     await record(deps, task, after, "STARTED")
-    return Leased(after, claim.token, from_ms(claim.lease_deadline_ms), effective_timeout(deps, task))
+    return Leased(
+        after, claim.token, from_ms(claim.lease_deadline_ms), effective_timeout(deps, task)
+    )
 
 
 def effective_timeout(deps: Deps, task: Task) -> timedelta | None:

@@ -24,7 +24,7 @@ async def list_tasks(deps: Deps, flt: TaskFilter, page_size: int, token: str) ->
         raise InvalidArgument("page_size", f"{page_size} is out of range 0-{MAX_PAGE}")
     if token and not _valid_token(token):
         raise InvalidArgument("page_token", "is not a token from a previous page")
-    return await deps.repo.list(flt, page_size or DEFAULT_PAGE, token)
+    return await deps.repo.query(flt, page_size or DEFAULT_PAGE, token)
 
 
 def _valid_token(token: str) -> bool:

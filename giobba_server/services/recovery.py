@@ -22,8 +22,9 @@ def _entry(deps: Deps, task: Task) -> LiveEntry:
         # The worker may still be running it: keep its token and give it a fresh lease;
         # if it is gone, the lease expires and the reaper counts a lost attempt.
         deadline = to_ms(deps.clock()) + deps.settings.lease_ms
-        return replace(entry, running_token=task.lease_token, worker_id=task.worker_id,
-                       eta_ms=deadline)
+        return replace(
+            entry, running_token=task.lease_token, worker_id=task.worker_id, eta_ms=deadline
+        )
     return entry
 
 

@@ -41,7 +41,10 @@ def _build(deps: Deps, spec: TaskSpec, prefix: str) -> Task:
     if spec.schedule:
         raise InvalidArgument(f"{prefix}schedule", "cron jobs are not supported yet")
     return build_task(
-        spec, now=deps.clock(), seq=deps.next_seq(), scheduler_id=deps.settings.server_id,
+        spec,
+        now=deps.clock(),
+        seq=deps.next_seq(),
+        scheduler_id=deps.settings.server_id,
         prefix=prefix,
     )
 

@@ -4,7 +4,6 @@ from datetime import datetime
 
 from giobba_server.domain.clock import to_ms
 from giobba_server.domain.errors import FailedPrecondition, NotFound
-from giobba_server.domain.payload import JsonObject
 from giobba_server.domain.ports import RevokeOutcome
 from giobba_server.domain.retry import backoff
 from giobba_server.domain.task import Hold, StartMode, Task, TaskState

@@ -47,8 +47,17 @@ _LIVE = (TaskState.PENDING.value, TaskState.RUNNING.value)
 def _encode(task: Task) -> tuple[Any, ...]:
     doc = to_doc(task)
     text = json.dumps(doc, default=lambda v: v.isoformat(), ensure_ascii=False)
-    return (task.id, task.state.value, task.queue, task.name, task.parent_id, task.job_id,
-            task.seq, task.version, text)
+    return (
+        task.id,
+        task.state.value,
+        task.queue,
+        task.name,
+        task.parent_id,
+        task.job_id,
+        task.seq,
+        task.version,
+        text,
+    )
 
 
 def _decode(text: str) -> Task:
@@ -180,7 +189,7 @@ class SqliteRepository:
         tasks = [_decode(doc) for (doc,) in await self._call(read)]
         return {t.id: t for t in tasks}
 
-    async def list(self, flt: TaskFilter, limit: int, token: str) -> Page:
+    async def query(self, flt: TaskFilter, limit: int, token: str) -> Page:
         where, args = _filter_sql(flt)
         if token:
             seq, _, last_id = token.partition(":")

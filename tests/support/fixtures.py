@@ -1,8 +1,7 @@
 """Pytest fixtures for the real services; import them from ``tests/conftest.py``.
 
 The session fixtures start one server per test session (per xdist worker).
-Under ``CI=true`` a server that can't start fails the tests that need it;
-elsewhere those tests are skipped with a hint on how to enable them.
+A server that cannot start fails the tests that need it (never a skip).
 """
 
 from __future__ import annotations
