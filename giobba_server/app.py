@@ -17,18 +17,16 @@ from giobba_client._gen.giobba.v1 import job_service_pb2, task_service_pb2, work
 from giobba_client._gen.giobba.v1 import job_service_pb2_grpc as js_grpc
 from giobba_client._gen.giobba.v1 import task_service_pb2_grpc as ts_grpc
 from giobba_client._gen.giobba.v1 import worker_service_pb2_grpc as ws_grpc
+from giobba_server.adapters import Backends, open_backends
 from giobba_server.api.job_servicer import JobServicer
 from giobba_server.api.task_servicer import TaskServicer
 from giobba_server.api.worker_servicer import WorkerServicer
-from giobba_server.broker.memory import MemoryBroker
-from giobba_server.broker.memory_feed import MemoryFeed, MemoryRegistry
 from giobba_server.config import Config, ConfigError
 from giobba_server.domain.clock import utcnow
 from giobba_server.domain.ports import WorkerStatus
 from giobba_server.scheduler.reaper import Reaper
 from giobba_server.services.context import Deps, Settings
 from giobba_server.services.recovery import reconcile
-from giobba_server.store.sqlite import SqliteRepository
 
 log = logging.getLogger("giobba.server")
 
@@ -53,7 +51,7 @@ class App:
     reaper: Reaper
     server: grpc.aio.Server
     port: int
-    closers: list[object] = field(default_factory=list)
+    backends: Backends
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -69,20 +67,16 @@ def _settings(config: Config, server_id: str) -> Settings:
     )
 
 
-async def _adapters(config: Config) -> tuple[MemoryBroker, SqliteRepository]:
-    if config.broker.kind != "memory":
-        raise ConfigError("broker.url", "the Redis broker is not available in this build")
-    if config.database.kind != "sqlite":
-        raise ConfigError("database.url", "the MongoDB repository is not available in this build")
-    repo = SqliteRepository(config.database.sqlite_path)
-    await repo.open()
-    return MemoryBroker(), repo
-
-
 async def build(config: Config) -> App:
     server_id = f"server-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    broker, repo = await _adapters(config)
-    deps = Deps(broker, repo, MemoryFeed(), MemoryRegistry(), _settings(config, server_id))
+    backends = await open_backends(config)
+    deps = Deps(
+        backends.broker,
+        backends.repo,
+        backends.feed,
+        backends.registry,
+        _settings(config, server_id),
+    )
     reaper = Reaper(deps, cap=min(config.jobs_timeout_refresh.total_seconds(), 5.0))
     deps.timers_changed = reaper.poke
     await reconcile(deps)
@@ -105,7 +99,7 @@ async def build(config: Config) -> App:
         raise ConfigError("server.listen", f"cannot listen on {config.listen}")
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return App(config, deps, reaper, server, port, closers=[repo])
+    return App(config, deps, reaper, server, port, backends)
 
 
 async def _beat(app: App, started: asyncio.Event) -> None:
@@ -148,8 +142,7 @@ async def stop(app: App, grace: float = 5.0) -> None:
     for task in app.tasks:
         task.cancel()
     await asyncio.gather(*app.tasks, return_exceptions=True)
-    for closer in app.closers:
-        await closer.close()  # type: ignore[attr-defined]
+    await app.backends.close()
 
 
 async def serve(config: Config, ready: asyncio.Event | None = None) -> None:

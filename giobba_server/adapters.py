@@ -1,0 +1,69 @@
+"""Pick the adapters named by the config: embedded (in-process + SQLite) or Redis/MongoDB.
+
+Driver modules are imported only when their adapter is chosen, so the embedded default
+never needs a Redis or MongoDB client to be importable at start-up.
+"""
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from giobba_server.config import Config
+from giobba_server.domain.ports import Broker, Feed, Registry, Repository
+
+
+@dataclass
+class Backends:
+    broker: Broker
+    repo: Repository
+    feed: Feed
+    registry: Registry
+    # Called in reverse order on shutdown.
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for closer in reversed(self.closers):
+            await closer()
+
+
+async def _embedded_live(
+    backends_closers: list[Callable[[], Awaitable[None]]],
+) -> tuple[Broker, Feed, Registry]:
+    from giobba_server.broker.memory import MemoryBroker  # noqa: PLC0415
+    from giobba_server.broker.memory_feed import MemoryFeed, MemoryRegistry  # noqa: PLC0415
+
+    return MemoryBroker(), MemoryFeed(), MemoryRegistry()
+
+
+async def _live(
+    config: Config, closers: list[Callable[[], Awaitable[None]]]
+) -> tuple[Broker, Feed, Registry]:
+    if config.broker.kind == "redis":
+        from giobba_server.broker.redis_backend import open_redis  # noqa: PLC0415
+
+        return await open_redis(config, closers)
+    return _embedded_live()
+
+
+async def _repository(config: Config, closers: list[Callable[[], Awaitable[None]]]) -> Repository:
+    if config.database.kind == "mongodb":
+        from giobba_server.store.mongo import open_mongo  # noqa: PLC0415
+
+        return await open_mongo(config, closers)
+    from giobba_server.store.sqlite import SqliteRepository  # noqa: PLC0415
+
+    repo = SqliteRepository(config.database.sqlite_path)
+    await repo.open()
+    closers.append(repo.close)
+    return repo
+
+
+async def open_backends(config: Config) -> Backends:
+    closers: list[Callable[[], Awaitable[None]]] = []
+    repo = await _repository(config, closers)
+    try:
+        broker, feed, registry = await _live(config, closers)
+    except BaseException:
+        for closer in reversed(closers):
+            await closer()
+        raise
+    return Backends(broker, repo, feed, registry, closers)
