@@ -105,14 +105,14 @@ def spec(
     )
 
 
-def _time(holder: Any, name: str) -> datetime | None:
+def opt_time(holder: Any, name: str) -> datetime | None:
     if not holder.HasField(name):
         return None
     stamp: Timestamp = getattr(holder, name)
     return stamp.ToDatetime(tzinfo=UTC)
 
 
-def _span(holder: Any, name: str) -> timedelta | None:
+def opt_span(holder: Any, name: str) -> timedelta | None:
     if not holder.HasField(name):
         return None
     value: Duration = getattr(holder, name)
@@ -127,18 +127,18 @@ def task(message: pb.Task) -> Task:
         queue=message.queue,
         state=STATES[message.state],
         priority=message.priority,
-        eta=_time(message, "eta"),
+        eta=opt_time(message, "eta"),
         start_mode="MANUAL" if message.start_mode == pb.START_MODE_MANUAL else "AUTO",
         parent_id=message.parent_id,
         schedule=message.schedule,
         is_schedule_active=message.is_schedule_active,
         job_id=message.job_id,
         error=message.error,
-        created_at=_time(message, "created_at"),
-        updated_at=_time(message, "updated_at"),
-        started_at=_time(message, "started_at"),
-        completed_at=_time(message, "completed_at"),
-        expires_at=_time(message, "expires_at"),
+        created_at=opt_time(message, "created_at"),
+        updated_at=opt_time(message, "updated_at"),
+        started_at=opt_time(message, "started_at"),
+        completed_at=opt_time(message, "completed_at"),
+        expires_at=opt_time(message, "expires_at"),
         result=load_json(message.result) if message.result else None,
         retries=message.retries,
         max_retries=message.max_retries,
@@ -146,8 +146,8 @@ def task(message: pb.Task) -> Task:
         worker_id=message.worker_id,
         callback=message.callback,
         callback_err=message.callback_err,
-        timeout=_span(message, "timeout"),
-        retry_backoff=_span(message, "retry_backoff"),
+        timeout=opt_span(message, "timeout"),
+        retry_backoff=opt_span(message, "retry_backoff"),
         attempts=message.attempts,
         pending_reason=pb.PendingReason.Name(message.pending_reason).removeprefix("PENDING_REASON_")
         if message.pending_reason
@@ -158,7 +158,7 @@ def task(message: pb.Task) -> Task:
 def activity(message: pb.Activity) -> Activity:
     return Activity(
         cursor=message.cursor,
-        time=_time(message, "time"),
+        time=opt_time(message, "time"),
         task_id=message.task_id,
         name=message.name,
         queue=message.queue,
@@ -184,6 +184,10 @@ def worker(message: pb.WorkerInfo) -> WorkerInfo:
         completed=message.completed,
         failed=message.failed,
         version=message.version,
-        last_seen=_time(message, "last_seen"),
-        started_at=_time(message, "started_at"),
+        last_seen=opt_time(message, "last_seen"),
+        started_at=opt_time(message, "started_at"),
     )
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

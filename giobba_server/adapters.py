@@ -25,9 +25,7 @@ class Backends:
             await closer()
 
 
-async def _embedded_live(
-    backends_closers: list[Callable[[], Awaitable[None]]],
-) -> tuple[Broker, Feed, Registry]:
+def _embedded_live() -> tuple[Broker, Feed, Registry]:
     from giobba_server.broker.memory import MemoryBroker  # noqa: PLC0415
     from giobba_server.broker.memory_feed import MemoryFeed, MemoryRegistry  # noqa: PLC0415
 

@@ -1,6 +1,7 @@
 """Configuration: giobba.yml files, then environment overrides, validated into frozen
 dataclasses. The only module that reads os.environ for the server."""
 
+import dataclasses
 import os
 import re
 from collections.abc import Mapping
@@ -73,6 +74,9 @@ class Config:
     database: DatabaseConfig = DatabaseConfig()
     broker: BrokerConfig = BrokerConfig()
 
+    def with_listen(self, listen: str) -> "Config":
+        return dataclasses.replace(self, listen=check_listen("--listen", listen))
+
 
 def parse_span(key: str, value: Any) -> timedelta:
     """Seconds as a number, or a string like '500ms', '30s', '5m', '2h'."""
@@ -104,6 +108,13 @@ def _str(key: str, value: Any) -> str:
     if not isinstance(value, str | int):
         raise ConfigError(key, f"expected a string, got {type(value).__name__}")
     return str(value)
+
+
+def check_listen(key: str, value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(key, f"{value!r} is not HOST:PORT (port 0-65535)")
+    return value
 
 
 def config_files(env: Mapping[str, str], cwd: Path, home: Path) -> list[Path]:
@@ -216,7 +227,10 @@ def build_config(raw: Mapping[str, Any]) -> Config:
         raise ConfigError("log.level", f"must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
     defaults = Config()
     return Config(
-        listen=_str("server.listen", _section(raw, "server").get("listen", DEFAULT_LISTEN)),
+        listen=check_listen(
+            "server.listen",
+            _str("server.listen", _section(raw, "server").get("listen", DEFAULT_LISTEN)),
+        ),
         queues=tuple(_str("queues", q) for q in queues),
         workers_number=_int("workersNumber", raw.get("workersNumber", 4), 1, 10_000),
         lock_duration=spans.get("lockDuration", defaults.lock_duration),

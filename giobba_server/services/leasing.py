@@ -1,12 +1,13 @@
 """The worker side: lease due tasks, renew leases, take results."""
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from giobba_server.domain.clock import from_ms
-from giobba_server.domain.errors import InvalidArgument, StaleLease
+from giobba_server.domain.errors import GiobbaError, InvalidArgument, StaleLease
 from giobba_server.domain.payload import parse_object
 from giobba_server.domain.ports import CancelReason, Claim, TaskRef, WorkerStatus
 from giobba_server.domain.spec import check_queue
@@ -52,7 +53,7 @@ async def lease(
         for expired in batch.expired:
             await _revoke_expired(deps, expired)
         if batch.claims:
-            return await asyncio.shield(_start_all(deps, worker_id, batch.claims))
+            return await _start_or_hand_back(deps, worker_id, batch.claims)
         remaining = deadline - loop.time()
         if remaining <= 0:
             return []
@@ -63,6 +64,20 @@ async def _revoke_expired(deps: Deps, expired: TaskRef) -> None:
     task = await deps.repo.get(expired.id)
     if task is not None:
         await revoke_pending(deps, task, EXPIRED)
+
+
+async def _start_or_hand_back(deps: Deps, worker_id: str, claims: list[Claim]) -> list[Leased]:
+    """Record the claims as RUNNING, even if the caller hangs up meanwhile (shielded); a
+    caller that did hang up never sees them, so they go straight back to the queue without
+    using up an attempt, instead of waiting for their leases to expire."""
+    starting = asyncio.ensure_future(_start_all(deps, worker_id, claims))
+    try:
+        return await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        for item in await starting:
+            with contextlib.suppress(GiobbaError):
+                await release_task(deps, item.task.id, item.token)
+        raise
 
 
 async def _start_all(deps: Deps, worker_id: str, claims: list[Claim]) -> list[Leased]:

@@ -1,0 +1,94 @@
+"""The worker's heartbeat, on a thread and a channel of its own.
+
+Leases must be renewed whatever the handlers do: a handler that blocks the event loop or
+holds the GIL in a long C call must not starve renewal, so heartbeats never share the
+worker's event loop (the GIL is released while the thread waits on the network).
+"""
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+
+from giobba_client._gen.giobba.v1 import task_pb2 as pb
+from giobba_client._gen.giobba.v1 import worker_service_pb2 as ws
+from giobba_client._gen.giobba.v1 import worker_service_pb2_grpc as ws_grpc
+from giobba_client.aio import CHANNEL_OPTIONS
+
+log = logging.getLogger("giobba.worker")
+
+REASONS = {
+    ws.CANCEL_REASON_KILLED: "killed",
+    ws.CANCEL_REASON_TIMEOUT: "timeout",
+    ws.CANCEL_REASON_LEASE_LOST: "lease lost",
+}
+FIRST_INTERVAL = 1.0  # until the server says how often it wants to hear from us
+MAX_BACKOFF = 5.0
+
+
+@dataclass(frozen=True)
+class Beat:
+    """What the runtime reports: its identity and the leases it holds right now."""
+
+    worker: pb.WorkerInfo
+    leases: list[tuple[str, str]]
+
+
+class Heartbeater:
+    def __init__(
+        self,
+        server: str,
+        snapshot: Callable[[], Beat],
+        on_cancel: Callable[[str, str], None],
+    ) -> None:
+        self._server = server
+        self._snapshot = snapshot
+        self._on_cancel = on_cancel
+        self._stop = threading.Event()
+        self._kick = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="giobba-heartbeat", daemon=True)
+        self.interval = FIRST_INTERVAL
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def kick(self) -> None:
+        """Beat now (e.g. right after taking tasks), not at the next interval."""
+        self._kick.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._kick.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        channel = grpc.insecure_channel(self._server, options=CHANNEL_OPTIONS)
+        stub = ws_grpc.WorkerServiceStub(channel)
+        delay = self.interval
+        try:
+            while not self._stop.is_set():
+                delay = self._beat_once(stub, delay)
+                self._kick.wait(delay)
+                self._kick.clear()
+            self._beat_once(stub, delay)  # a last beat so the slot counts are current
+        finally:
+            channel.close()
+
+    def _beat_once(self, stub: ws_grpc.WorkerServiceStub, delay: float) -> float:
+        beat = self._snapshot()
+        request = ws.HeartbeatRequest(
+            worker=beat.worker,
+            leases=[ws.Lease(task_id=i, lease_token=t) for i, t in beat.leases],
+        )
+        try:
+            reply = stub.Heartbeat(request, timeout=max(self.interval, 5.0))
+        except grpc.RpcError as exc:
+            log.warning("heartbeat failed: %s", exc.code().name)
+            return min(max(delay * 2, FIRST_INTERVAL), MAX_BACKOFF)
+        if reply.HasField("heartbeat_interval"):
+            self.interval = max(reply.heartbeat_interval.ToTimedelta().total_seconds(), 0.05)
+        for cancel in reply.cancellations:
+            self._on_cancel(cancel.task_id, REASONS.get(cancel.reason, "cancelled"))
+        return self.interval
