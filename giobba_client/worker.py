@@ -420,7 +420,7 @@ async def _wait_any(
     *awaitables: Awaitable[Any], timeout: float | None = None
 ) -> tuple[list[asyncio.Future[Any]], set[asyncio.Future[Any]]]:
     """Wait until one finishes (or `timeout`), cancel the rest; never raises their errors."""
-    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    tasks: list[asyncio.Future[Any]] = [asyncio.ensure_future(a) for a in awaitables]
     try:
         done, _ = await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:

@@ -1,0 +1,206 @@
+"""Issue 2's "what must hold", through real `giobba serve` and `giobba worker` processes."""
+
+from datetime import UTC, datetime, timedelta
+
+import grpc
+import pytest
+
+from giobba_client import FailedPrecondition, InvalidArgument, TaskState
+from giobba_client._gen.giobba.v1 import task_pb2 as pb
+from giobba_client._gen.giobba.v1 import task_service_pb2 as ts
+from giobba_client._gen.giobba.v1 import task_service_pb2_grpc as ts_grpc
+from tests.e2e.harness import RECORDING, Stack, executions, wait_until
+
+
+def _done(st: Stack, task_id: str, timeout: float = 30) -> TaskState:
+    result = st.client().wait_task(task_id, timeout)
+    assert result.done, f"task {task_id} still {result.task.state}"
+    return result.task.state
+
+
+def test_same_eta_runs_highest_priority_first_and_not_before_eta(st: Stack) -> None:
+    client = st.client()
+    eta = datetime.now(UTC) + timedelta(seconds=2)
+    ids = {p: client.add_task("record", {}, priority=p, eta=eta).id for p in (2, 9, 5)}
+    st.start_worker(RECORDING, concurrency=1)
+    for task_id in ids.values():
+        assert _done(st, task_id) == TaskState.COMPLETED
+    order = [t for t in executions(st)]
+    assert order == [ids[9], ids[5], ids[2]]
+    for task_id in ids.values():
+        started = client.get_task(task_id).started_at
+        assert started is not None and started >= eta
+
+
+def test_high_priority_submitted_later_starts_second(st: Stack) -> None:
+    client = st.client()
+    st.start_worker(RECORDING, concurrency=1)
+    low = [client.add_task("record", {"seconds": 1}, priority=1).id for _ in range(5)]
+    wait_until(lambda: executions(st), what="the first task to start")
+    high = client.add_task("record", {}, priority=9).id
+    for task_id in [*low, high]:
+        assert _done(st, task_id) == TaskState.COMPLETED
+    order = executions(st)
+    assert order[0] == low[0]
+    assert order[1] == high
+    assert order[2:] == low[1:]
+
+
+def test_manual_task_waits_for_auto(st: Stack) -> None:
+    client = st.client()
+    st.start_worker(concurrency=2)
+    manual = client.add_task("echo", {"m": 1}, manual=True).id
+    probe = client.add_task("echo", {}).id  # proves the worker is serving meanwhile
+    assert _done(st, probe) == TaskState.COMPLETED
+    assert client.get_task(manual).state == TaskState.PENDING
+    assert client.get_task(manual).pending_reason == "MANUAL"
+    released = st.cli("task", "auto", manual)
+    assert released.returncode == 0, released.stderr
+    assert _done(st, manual) == TaskState.COMPLETED
+
+
+def test_child_waits_for_parent_and_is_revoked_when_parent_fails(st: Stack) -> None:
+    client = st.client()
+    st.start_worker(RECORDING, concurrency=2)
+    parent = client.add_task("record", {"seconds": 1}).id
+    child = client.add_task("record", {}, parent_id=parent).id
+    assert _done(st, child) == TaskState.COMPLETED
+    assert executions(st) == [parent, child]
+    assert client.get_task(child).started_at >= client.get_task(parent).completed_at  # type: ignore[operator]
+
+    bad = client.add_task("record_fail", {"message": "parent broke"}).id
+    orphan = client.add_task("record", {}, parent_id=bad).id
+    grandchild = client.add_task("record", {}, parent_id=orphan).id
+    assert _done(st, bad) == TaskState.FAILED
+    for task_id in (orphan, grandchild):
+        assert _done(st, task_id) == TaskState.REVOKED
+        task = client.get_task(task_id)
+        assert task.started_at is None
+        assert "parent" in task.error
+    assert orphan not in executions(st)
+
+
+def test_fail_runs_max_retries_plus_one_times(st: Stack) -> None:
+    client = st.client()
+    st.start_worker(RECORDING, concurrency=2)
+    three = client.add_task("record_fail", {"message": "kaputt ✗ ünï"}, max_retries=2).id
+    once = client.add_task("record_fail", {"message": "once"}, max_retries=0).id
+    assert _done(st, three) == TaskState.FAILED
+    assert _done(st, once) == TaskState.FAILED
+    task = client.get_task(three)
+    assert task.retries == 2
+    assert task.error == "kaputt ✗ ünï"
+    runs = executions(st)
+    assert runs.count(three) == 3
+    assert runs.count(once) == 1
+    assert client.get_task(once).retries == 0
+
+
+def test_expired_task_is_revoked_and_never_runs(st: Stack) -> None:
+    client = st.client()
+    st.start_worker(RECORDING, queues="default")
+    task = client.add_task(
+        "record", {}, queue="nobody", expires_at=datetime.now(UTC) + timedelta(seconds=1)
+    )
+    assert _done(st, task.id, timeout=15) == TaskState.REVOKED
+    got = client.get_task(task.id)
+    assert got.error == "expired"
+    assert got.started_at is None
+    assert task.id not in executions(st)
+
+
+def test_revoke_pending_never_runs_and_completed_is_refused(st: Stack) -> None:
+    client = st.client()
+    pending = client.add_task("record", {}, eta=datetime.now(UTC) + timedelta(seconds=1)).id
+    revoked = st.cli("task", "revoke", pending)
+    assert revoked.returncode == 0, revoked.stderr
+    assert client.get_task(pending).state == TaskState.REVOKED
+    st.start_worker(RECORDING)
+    done = client.add_task("record", {}).id
+    assert _done(st, done) == TaskState.COMPLETED
+    assert pending not in executions(st)
+    with pytest.raises(FailedPrecondition, match="COMPLETED"):
+        client.revoke_task(done)
+    refused = st.cli("task", "revoke", done)
+    assert refused.returncode != 0
+    assert "COMPLETED" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"priority": 11}, "task.priority"),
+        ({"priority": -1}, "task.priority"),
+        ({"callback": "not a url"}, "task.callback"),
+        ({"callback_err": "ftp://example.com/x"}, "task.callback_err"),
+        ({"parent_id": "3f1b0c7e-5d8a-4f5e-9a51-0d5cf3f1e2aa"}, "task.parent_id"),
+    ],
+)
+def test_bad_input_is_refused_naming_the_field(
+    st: Stack, options: dict[str, object], field: str
+) -> None:
+    client = st.client()
+    with pytest.raises(InvalidArgument) as caught:
+        client.add_task("echo", {}, **options)
+    assert field in str(caught.value)
+    assert client.list_tasks().tasks == []  # nothing half-written
+    assert client.add_task("echo", {}).state == TaskState.PENDING  # still serving
+
+
+@pytest.mark.parametrize(
+    ("name", "payload", "field"),
+    [
+        ("", "{}", "task.name"),
+        ("echo", "[1, 2]", "task.payload"),
+        ("echo", "not json", "task.payload"),
+        ("echo", '{"x": NaN}', "task.payload"),
+    ],
+)
+def test_raw_requests_with_bad_fields_are_refused(
+    st: Stack, name: str, payload: str, field: str
+) -> None:
+    with grpc.insecure_channel(st.address) as channel:
+        stub = ts_grpc.TaskServiceStub(channel)
+        request = ts.AddTaskRequest(task=pb.TaskSpec(name=name, payload=payload))
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.AddTask(request, timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in (caught.value.details() or "")
+    assert st.client().list_tasks().tasks == []
+
+
+def test_cli_errors_are_one_line_and_nonzero(st: Stack) -> None:
+    for args in (
+        ("task", "add", "echo", "--priority", "11"),
+        ("task", "add", "echo", "--payload", "[1]"),
+        ("task", "add", "echo", "--eta", "tomorrow"),
+        ("task", "get", "8a6d5f3e-0000-4000-8000-000000000000"),
+    ):
+        result = st.cli(*args)
+        assert result.returncode != 0, args
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert result.stderr.startswith("giobba: ")
+    added = st.cli("task", "add", "echo", "--payload", '{"k": "v"}', "--priority", "7")
+    assert added.returncode == 0
+    task_id = added.stdout.strip()
+    assert len(task_id) == 36  # only the id
+    shown = st.cli("task", "get", task_id, "--json")
+    assert '"priority": 7' in shown.stdout
+    assert '"state": "PENDING"' in shown.stdout
+
+
+def test_restart_with_100_pending_tasks_runs_each_exactly_once(st: Stack) -> None:
+    client = st.client()
+    ids = [
+        t.id
+        for t in client.add_tasks([{"name": "record", "payload": {"i": i}} for i in range(100)])
+    ]
+    st.stop_server()
+    st.start_server()
+    st.start_worker(RECORDING, concurrency=4)
+    for task_id in ids:
+        assert _done(st, task_id) == TaskState.COMPLETED
+    runs = executions(st)
+    assert sorted(runs) == sorted(ids)
+    assert all(client.get_task(i).attempts == 1 for i in ids[:10])
