@@ -106,17 +106,19 @@ def _redis_calls(redis: RedisServer | None) -> int:
 
 
 def run_backend(name: str, tasks: int, eta_tasks: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix=f"giobba-bench-{name}-") as tmp:
-        with _backend(name, Path(tmp)) as (st, redis):
-            st.start_server()
-            client = st.client()
-            before = _redis_calls(redis)
-            out: dict[str, Any] = {"backend": name, "tasks": tasks}
-            out.update(_throughput(st, client, tasks))
-            if redis is not None:
-                out["redis_commands_per_task"] = round((_redis_calls(redis) - before) / tasks, 1)
-            out.update(_eta_delay(client, eta_tasks))
-            return out
+    with (
+        tempfile.TemporaryDirectory(prefix=f"giobba-bench-{name}-") as tmp,
+        _backend(name, Path(tmp)) as (st, redis),
+    ):
+        st.start_server()
+        client = st.client()
+        before = _redis_calls(redis)
+        out: dict[str, Any] = {"backend": name, "tasks": tasks}
+        out.update(_throughput(st, client, tasks))
+        if redis is not None:
+            out["redis_commands_per_task"] = round((_redis_calls(redis) - before) / tasks, 1)
+        out.update(_eta_delay(client, eta_tasks))
+        return out
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,12 +34,12 @@ def _start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
     return subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
 
 
-async def _wait_for(log: Path, needle: str, proc: subprocess.Popen[bytes]) -> None:
+def _wait_for(log: Path, needle: str, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 30
     while needle not in log.read_text(errors="replace"):
         if proc.poll() is not None or time.monotonic() > deadline:
             sys.exit(f"demo: process did not start; see {log}\n{log.read_text()[-2000:]}")
-        await asyncio.sleep(0.05)
+        threading.Event().wait(0.05)
 
 
 async def _submit(client: AsyncClient) -> dict[str, Task]:
@@ -136,11 +137,11 @@ def main() -> None:
     server = _start([*cli, "serve", "--listen", address], env, server_log)
     worker = None
     try:
-        asyncio.run(_wait_for(server_log, "listening", server))
+        _wait_for(server_log, "listening", server)
         handlers = str(REPO / "workers" / "python" / "handlers.py")
         print("starting giobba worker --app workers/python/handlers.py --concurrency 2")
         worker = _start([*cli, "worker", "--app", handlers, "--concurrency", "2"], env, worker_log)
-        asyncio.run(_wait_for(worker_log, "serving", worker))
+        _wait_for(worker_log, "serving", worker)
         asyncio.run(_scenario(address))
     finally:
         for proc in (worker, server):
