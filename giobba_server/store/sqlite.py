@@ -205,7 +205,8 @@ class SqliteRepository:
         return Page(tasks, f"{tasks[-1].seq}:{tasks[-1].id}" if more and tasks else "")
 
     async def children(self, parent_id: str) -> list[Task]:
-        sql = "SELECT doc FROM tasks WHERE parent_id = ? ORDER BY seq"
+        # The literal `!= ''` lets SQLite use the partial index on parent_id.
+        sql = "SELECT doc FROM tasks WHERE parent_id = ? AND parent_id != '' ORDER BY seq"
         rows = await self._call(lambda: self._db().execute(sql, (parent_id,)).fetchall())
         return [_decode(doc) for (doc,) in rows]
 
@@ -233,6 +234,7 @@ def _filter_sql(flt: TaskFilter) -> tuple[list[str], list[Any]]:
     for column in ("queue", "name", "parent_id", "job_id"):
         value = getattr(flt, column)
         if value:
-            where.append(f"{column} = ?")
+            # `!= ''` matches the partial indexes' condition, so SQLite can use them.
+            where.append(f"{column} = ? AND {column} != ''")
             args.append(value)
     return where, args
