@@ -71,6 +71,7 @@ class Config:
     retry_base: timedelta = timedelta(seconds=1)
     retry_cap: timedelta = timedelta(minutes=10)
     log_level: str = "INFO"
+    timezone: str = "UTC"  # IANA zone of jobs created without one
     database: DatabaseConfig = DatabaseConfig()
     broker: BrokerConfig = BrokerConfig()
 
@@ -197,6 +198,7 @@ KNOWN = {
     "log",
     "server",
     "retry",
+    "timezone",
 }
 
 
@@ -240,16 +242,42 @@ def build_config(raw: Mapping[str, Any]) -> Config:
         retry_base=parse_span("retry.base", retry.get("base", 1)),
         retry_cap=parse_span("retry.cap", retry.get("cap", 600)),
         log_level=level,
+        timezone=_timezone(raw.get("timezone", "UTC")),
         database=_database(_section(raw, "database")),
         broker=_broker(_section(raw, "broker")),
     )
+
+
+def _timezone(value: Any) -> str:
+    from giobba_server.domain.schedule import CronSchedule, ScheduleError  # noqa: PLC0415
+
+    zone = _str("timezone", value).strip() or "UTC"
+    try:
+        CronSchedule("@daily", zone)
+    except ScheduleError as exc:
+        raise ConfigError("timezone", exc.reason) from None
+    return zone
 
 
 def _opt_int(key: str, value: Any, high: int) -> int | None:
     return None if value in (None, "") else _int(key, value, 0, high)
 
 
+def _known(section: str, raw: Mapping[str, Any], known: set[str]) -> None:
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(
+            f"{section}.{unknown[0]}", f"unknown key (known: {', '.join(sorted(known))})"
+        )
+
+
+_DATABASE_KEYS = {"url", "name", "port", "adminUsername", "adminPassword"}
+_DATABASE_KEYS |= {"tasksCollection", "jobsCollection"}
+_BROKER_KEYS = {"url", "port", "db", "adminUsername", "adminPassword"}
+
+
 def _database(raw: Mapping[str, Any]) -> DatabaseConfig:
+    _known("database", raw, _DATABASE_KEYS)
     url = _str("database.url", raw.get("url", ""))
     if url and not url.startswith(("sqlite:///", "mongodb://", "mongodb+srv://")):
         raise ConfigError(
@@ -267,6 +295,7 @@ def _database(raw: Mapping[str, Any]) -> DatabaseConfig:
 
 
 def _broker(raw: Mapping[str, Any]) -> BrokerConfig:
+    _known("broker", raw, _BROKER_KEYS)
     url = _str("broker.url", raw.get("url", ""))
     if url and not url.startswith(("redis://", "rediss://")):
         raise ConfigError("broker.url", "must start with redis:// or rediss://")

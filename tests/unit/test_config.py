@@ -1,0 +1,75 @@
+"""Configuration: lookup order, environment overrides, one-line errors naming the key."""
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from giobba_server.config import ConfigError, load_config
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_embedded(tmp_path: Path) -> None:
+    config = load_config(env={}, cwd=tmp_path, home=tmp_path / "home")
+    assert config.broker.kind == "memory"
+    assert config.database.kind == "sqlite"
+    assert config.database.sqlite_path.endswith(".giobba/giobba.db")
+    assert config.listen == "127.0.0.1:50051"
+
+
+def test_later_files_and_env_override(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    _write(home / ".giobba" / "giobba.yml", "lockDuration: 10s\npollingTimeout: 5\n")
+    _write(tmp_path / "giobba.yml", "lockDuration: 500ms\n")
+    env = {"GIOBBA_DATABASE_URL": "sqlite:///x.db", "GIOBBA_BROKER_URL": "redis://h:1/2"}
+    config = load_config(env=env, cwd=tmp_path, home=home)
+    assert config.lock_duration == timedelta(milliseconds=500)
+    assert config.polling_timeout == timedelta(seconds=5)
+    assert config.database.sqlite_path == "x.db"
+    assert config.broker.kind == "redis"
+
+
+def test_dev_env_selects_dev_file(tmp_path: Path) -> None:
+    _write(tmp_path / "giobba.yml", "lockDuration: 10s\n")
+    _write(tmp_path / "giobba-dev.yml", "lockDuration: 20s\n")
+    config = load_config(env={"GIOBBA_ENV": "dev"}, cwd=tmp_path, home=tmp_path / "h")
+    assert config.lock_duration == timedelta(seconds=20)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("lockDuration: abc\n", "lockDuration"),
+        ("lockDurationz: 1s\n", "lockDurationz"),
+        ("database:\n  url: postgres://x\n", "database.url"),
+        ("database:\n  urll: x\n", "database.urll"),
+        ("broker:\n  url: http://x\n", "broker.url"),
+        ("log:\n  level: LOUD\n", "log.level"),
+        ("server:\n  listen: nowhere\n", "server.listen"),
+        ("queues: []\n", "queues"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str) -> None:
+    path = _write(tmp_path / "giobba.yml", text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert f"config {key}:" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_explicit_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yml", env={})
+
+
+def test_secrets_stay_out_of_repr(tmp_path: Path) -> None:
+    env = {"GIOBBA_BROKER_ADMIN_PASSWORD": "hunter2", "GIOBBA_DATABASE_ADMIN_PASSWORD": "s3"}
+    config = load_config(env=env, cwd=tmp_path, home=tmp_path)
+    assert config.broker.password == "hunter2"
+    assert "hunter2" not in repr(config)
+    assert "s3" not in repr(config.database)
