@@ -25,7 +25,7 @@ def test_iso_with_offset_is_honoured() -> None:
 
 @pytest.mark.parametrize("text", ["tomorrow", "2026-12-24T18:00:00", "+5y", "+-3s"])
 def test_refused_naming_the_option(text: str) -> None:
-    with pytest.raises(WhenError, match="^--eta: "):
+    with pytest.raises(WhenError, match=r"^--eta: "):
         parse_when(text, "--eta", NOW)
 
 
