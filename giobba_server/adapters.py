@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from giobba_server.config import Config
+from giobba_server.domain.job_ports import FireLock, JobRepository
 from giobba_server.domain.ports import Broker, Feed, Registry, Repository
 
 
@@ -19,6 +20,9 @@ class Backends:
     registry: Registry
     # Called in reverse order on shutdown.
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Cron jobs: their store sits with the repository, their fire lock with the broker.
+    jobs: JobRepository | None = None
+    locks: FireLock | None = None
 
     async def close(self) -> None:
         for closer in reversed(self.closers):
@@ -55,13 +59,38 @@ async def _repository(config: Config, closers: list[Callable[[], Awaitable[None]
     return repo
 
 
+async def _jobs(config: Config, closers: list[Callable[[], Awaitable[None]]]) -> JobRepository:
+    if config.database.kind == "mongodb":
+        from giobba_server.store.mongo_jobs import open_mongo_jobs  # noqa: PLC0415
+
+        return await open_mongo_jobs(config, closers)
+    from giobba_server.store.sqlite_jobs import SqliteJobRepository  # noqa: PLC0415
+
+    jobs = SqliteJobRepository(config.database.sqlite_path)
+    await jobs.open()
+    closers.append(jobs.close)
+    return jobs
+
+
+async def _locks(config: Config, closers: list[Callable[[], Awaitable[None]]]) -> FireLock:
+    if config.broker.kind == "redis":
+        from giobba_server.broker.redis_lock import open_redis_lock  # noqa: PLC0415
+
+        return await open_redis_lock(config, closers)
+    from giobba_server.broker.memory_lock import MemoryFireLock  # noqa: PLC0415
+
+    return MemoryFireLock()
+
+
 async def open_backends(config: Config) -> Backends:
     closers: list[Callable[[], Awaitable[None]]] = []
     repo = await _repository(config, closers)
     try:
         broker, feed, registry = await _live(config, closers)
+        jobs = await _jobs(config, closers)
+        locks = await _locks(config, closers)
     except BaseException:
         for closer in reversed(closers):
             await closer()
         raise
-    return Backends(broker, repo, feed, registry, closers)
+    return Backends(broker, repo, feed, registry, closers, jobs, locks)

@@ -24,6 +24,7 @@ from giobba_server.api.worker_servicer import WorkerServicer
 from giobba_server.config import Config, ConfigError
 from giobba_server.domain.clock import utcnow
 from giobba_server.domain.ports import WorkerStatus
+from giobba_server.scheduler.cron import CronLoop
 from giobba_server.scheduler.reaper import Reaper
 from giobba_server.services.context import Deps, Settings
 from giobba_server.services.recovery import reconcile
@@ -52,6 +53,7 @@ class App:
     server: grpc.aio.Server
     port: int
     backends: Backends
+    cron: CronLoop | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -64,6 +66,7 @@ def _settings(config: Config, server_id: str) -> Settings:
         retry_base=config.retry_base,
         retry_cap=config.retry_cap,
         worker_ttl=config.lock_duration,
+        default_timezone=config.timezone,
     )
 
 
@@ -79,11 +82,14 @@ async def build(config: Config) -> App:
     )
     reaper = Reaper(deps, cap=min(config.jobs_timeout_refresh.total_seconds(), 5.0))
     deps.timers_changed = reaper.poke
+    deps.jobs, deps.fire_lock = backends.jobs, backends.locks
+    cron = CronLoop(deps, cap=config.jobs_timeout_refresh.total_seconds())
+    deps.jobs_changed = cron.poke
     await reconcile(deps)
     server = grpc.aio.server(options=SERVER_OPTIONS)
     ts_grpc.add_TaskServiceServicer_to_server(TaskServicer(deps), server)
     ws_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(deps), server)
-    js_grpc.add_JobServiceServicer_to_server(JobServicer(), server)
+    js_grpc.add_JobServiceServicer_to_server(JobServicer(deps), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [
@@ -99,7 +105,7 @@ async def build(config: Config) -> App:
         raise ConfigError("server.listen", f"cannot listen on {config.listen}")
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return App(config, deps, reaper, server, port, backends)
+    return App(config, deps, reaper, server, port, backends, cron)
 
 
 async def _beat(app: App, started: asyncio.Event) -> None:
@@ -132,6 +138,8 @@ async def _beat(app: App, started: asyncio.Event) -> None:
 async def start(app: App) -> None:
     await app.server.start()
     app.tasks.append(asyncio.create_task(app.reaper.run(), name="reaper"))
+    if app.cron is not None:
+        app.tasks.append(asyncio.create_task(app.cron.run(), name="cron"))
     beating = asyncio.Event()
     app.tasks.append(asyncio.create_task(_beat(app, beating), name="server-heartbeat"))
     await beating.wait()

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from giobba_server.domain.errors import GiobbaError
+from giobba_server.domain.schedule import CronSchedule, ScheduleError
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 _SPAN_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -249,8 +250,6 @@ def build_config(raw: Mapping[str, Any]) -> Config:
 
 
 def _timezone(value: Any) -> str:
-    from giobba_server.domain.schedule import CronSchedule, ScheduleError  # noqa: PLC0415
-
     zone = _str("timezone", value).strip() or "UTC"
     try:
         CronSchedule("@daily", zone)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from giobba_server.domain.clock import to_ms, utcnow
+from giobba_server.domain.job_ports import FireLock, JobRepository
 from giobba_server.domain.ports import (
     ActivityEvent,
     Broker,
@@ -28,6 +29,7 @@ class Settings:
     retry_base: timedelta = DEFAULT_BASE
     retry_cap: timedelta = DEFAULT_CAP
     worker_ttl: timedelta = timedelta(seconds=30)
+    default_timezone: str = "UTC"  # for jobs created without a zone
 
     @property
     def lease_ms(self) -> int:
@@ -61,6 +63,10 @@ class Deps:
     seq: SeqSource | None = None
     # Called when a new deadline may be earlier than the reaper's timer (set by the app).
     timers_changed: Callable[[], None] = lambda: None
+    # Cron jobs (set by the app): their store, the fire lock, and a poke for the cron loop.
+    jobs: JobRepository | None = None
+    fire_lock: FireLock | None = None
+    jobs_changed: Callable[[], None] = lambda: None
 
     def next_seq(self) -> int:
         if self.seq is None:

@@ -14,12 +14,23 @@ MAX_BATCH = 10_000
 async def submit(deps: Deps, specs: Sequence[TaskSpec], batch: bool = False) -> list[Task]:
     if batch and not 1 <= len(specs) <= MAX_BATCH:
         raise InvalidArgument("tasks", f"must hold 1-{MAX_BATCH} tasks, got {len(specs)}")
-    now = deps.clock()
+    if not batch and len(specs) == 1 and specs[0].schedule:
+        from giobba_server.services import jobs  # noqa: PLC0415 - jobs builds on this module
+
+        return [await jobs.create_from_task(deps, specs[0])]
     tasks = [
         _build(deps, spec, f"tasks[{i}]." if batch else "task.") for i, spec in enumerate(specs)
     ]
     _check_unique(tasks)
     tasks = await _apply_parents(deps, tasks)
+    await persist(deps, tasks)
+    await _recheck_parents(deps, [t for t in tasks if Hold.PARENT in t.holds])
+    return tasks
+
+
+async def persist(deps: Deps, tasks: list[Task]) -> None:
+    """Write new tasks: the repository first, then the broker, then announce them."""
+    now = deps.clock()
     await deps.repo.insert(tasks)
     live = [t for t in tasks if t.state is TaskState.PENDING]
     try:
@@ -33,13 +44,11 @@ async def submit(deps: Deps, specs: Sequence[TaskSpec], batch: bool = False) -> 
     await deps.feed.publish([event(t, None, "CREATED", now) for t in tasks])
     if any(t.expires_at for t in live):
         deps.timers_changed()
-    await _recheck_parents(deps, [t for t in live if Hold.PARENT in t.holds])
-    return tasks
 
 
 def _build(deps: Deps, spec: TaskSpec, prefix: str) -> Task:
     if spec.schedule:
-        raise InvalidArgument(f"{prefix}schedule", "cron jobs are not supported yet")
+        raise InvalidArgument(f"{prefix}schedule", "a batch cannot create jobs; use CreateJob")
     return build_task(
         spec,
         now=deps.clock(),
