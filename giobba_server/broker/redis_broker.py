@@ -4,12 +4,14 @@ Each move is one Lua script on one queue (see redis_scripts for the key layout);
 a script touches carries the queue's hash tag, so the scripts run unchanged on Cluster.
 
 Claiming across queues. A worker gets the highest-priority due task across all the
-queues it serves, but one script may only touch one queue's slot. So a claim on several
-queues is two pipelined round trips: PEEK on every queue (promote due ETA tasks, list up
-to `limit` ready heads), merge the heads in Python to choose the best `limit`, then CLAIM
-on each chosen queue with the number to take and an upper bound (its worst chosen head):
-a claimer that raced us and took a head leaves us short, never with a worse task than
-one we passed over. A claim on a single queue is one CLAIM with no bound.
+queues it serves. On a standalone Redis that is one script (CLAIM_ALL) given every
+queue's keys: atomic, exact global order, one round trip. A script on Redis Cluster may
+only touch one slot, so with `cluster=True` a claim on several queues is two pipelined
+round trips: PEEK on every queue (promote due ETA tasks, list up to `limit` ready heads),
+merge the heads in Python to choose the best `limit`, then CLAIM on each chosen queue
+with the number to take and an upper bound (its worst chosen head). A claimer that raced
+us leaves us short (even empty: the lease loop then waits, finds work and claims again),
+never holding a worse task than one we passed over.
 
 Waking waiters. Scripts that make a task claimable publish on `giobba:wake:{queue}`. Each
 broker keeps one pub/sub connection, subscribed to the queues its waiters wait on, and
@@ -135,6 +137,7 @@ class WakeHub:
                 # redis-py reconnects and resubscribes on the next read; meanwhile every
                 # waiter re-checks (and reports the outage through its own commands).
                 self._wake_all()
+                self._await_resubscribe()
                 with suppress(TimeoutError):
                     await asyncio.wait_for(retry.wait(), backoff)
                 backoff = min(backoff * 2, 2.0)
@@ -152,6 +155,15 @@ class WakeHub:
         for event in self._waiters.get(channel, ()):
             event.set()
 
+    def _await_resubscribe(self) -> None:
+        """redis-py resubscribes when it reconnects; until Redis confirms, publishes are
+        lost, so new waiters wait for the confirmation before trusting their peek (and
+        every confirmation wakes the channel's waiters to re-check)."""
+        loop = asyncio.get_running_loop()
+        for channel, future in list(self._subscribed.items()):
+            if future.done():
+                self._subscribed[channel] = loop.create_future()
+
     def _wake_all(self) -> None:
         for events in self._waiters.values():
             for event in events:
@@ -166,9 +178,12 @@ class WakeHub:
 
 
 class RedisBroker:
-    def __init__(self, client: Redis, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(
+        self, client: Redis, clock: Callable[[], int] = now_ms, cluster: bool = False
+    ) -> None:
         self._client = client
         self._clock = clock
+        self._cluster = cluster
         self._run = Runner(client)
         self._hub = WakeHub(client)
 
@@ -222,15 +237,26 @@ class RedisBroker:
         self, queues: Sequence[str], worker_id: str, limit: int, lease_ms: int
     ) -> ClaimBatch:
         names = list(dict.fromkeys(queues))
-        expired: list[TaskRef] = []
-        if len(names) == 1:
-            plan = {names[0]: (limit, "+")}
-        else:
-            peeks = await self._run.many([self._call(SCRIPTS.peek, q, limit) for q in names])
-            plan = _plan(names, [heads for heads, _ in peeks], limit)
-            expired.extend(
-                TaskRef(q, i) for q, (_, ids) in zip(names, peeks, strict=True) for i in ids
-            )
+        if self._cluster and len(names) > 1:
+            return await self._claim_per_queue(names, worker_id, limit, lease_ms)
+        deadline = self._clock() + lease_ms
+        keys = [key for queue in names for key in queue_keys(queue)]
+        args: list[str | int] = [self._clock(), "", limit, deadline, worker_id]
+        args.append(secrets.token_hex(12))
+        taken, lost = await self._run.call(SCRIPTS.claim_all, keys, args)
+        claims = [
+            Claim(task_id, names[int(q) - 1], token, deadline, int(version))
+            for q, task_id, token, version in taken
+        ]
+        return ClaimBatch(claims, [TaskRef(names[int(q) - 1], task_id) for q, task_id in lost])
+
+    async def _claim_per_queue(
+        self, names: list[str], worker_id: str, limit: int, lease_ms: int
+    ) -> ClaimBatch:
+        """Cluster mode: peek every queue, choose, then take from each with a bound."""
+        peeks = await self._run.many([self._call(SCRIPTS.peek, q, limit) for q in names])
+        plan = _plan(names, [heads for heads, _ in peeks], limit)
+        expired = [TaskRef(q, i) for q, (_, ids) in zip(names, peeks, strict=True) for i in ids]
         deadline = self._clock() + lease_ms
         prefix = secrets.token_hex(12)
         calls = [
@@ -241,7 +267,7 @@ class RedisBroker:
         for queue, (got, lost) in zip(plan, await self._run.many(calls), strict=True):
             taken.extend((m, Claim(m[MEMBER_ID:], queue, t, deadline, int(v))) for m, t, v in got)
             expired.extend(TaskRef(queue, i) for i in lost)
-        taken.sort(key=lambda pair: pair[0])  # by ready member: the global priority-then-FIFO order
+        taken.sort(key=lambda pair: pair[0])  # by ready member: the global order
         return ClaimBatch([claim for _, claim in taken], expired)
 
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> None:

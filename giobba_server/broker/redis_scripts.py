@@ -35,8 +35,14 @@ from redis.exceptions import NoScriptError, RedisError
 from giobba_server.domain.errors import Unavailable
 
 _PRELUDE = """
-local TASKS, READY, DELAYED, LEASES, EXPIRIES, CANCELS =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+-- The helpers below act on the queue chosen by use(i): its six keys are KEYS[6i-5..6i].
+local TASKS, READY, DELAYED, LEASES, EXPIRIES, CANCELS
+local function use(i)
+  local b = (i - 1) * 6
+  TASKS, READY, DELAYED, LEASES, EXPIRIES, CANCELS =
+    KEYS[b + 1], KEYS[b + 2], KEYS[b + 3], KEYS[b + 4], KEYS[b + 5], KEYS[b + 6]
+end
+use(1)
 local NOW = tonumber(ARGV[1])
 local CHANNEL = ARGV[2]
 
@@ -173,6 +179,61 @@ while #claims < limit do
       redis.call('ZREM', EXPIRIES, id)
       save(id, rec)
       table.insert(claims, {head, token, rec.v})
+    end
+  end
+end
+return {claims, expired}
+"""
+
+# Standalone Redis: one atomic claim across several queues, KEYS holding six keys per
+# queue. ARGV[3] limit, ARGV[4] lease deadline, ARGV[5] worker, ARGV[6] token prefix.
+# Returns {{queue index, id, token, version}...} in claim order, {{queue index, id}...}.
+CLAIM_ALL = """
+-- Lua's '<' on strings uses strcoll (Redis sets a locale): compare the fixed-width
+-- digits as numbers (two exact chunks) and the id byte by byte, as ZRANGEBYLEX does.
+local function before(a, b)
+  local x, y = tonumber(string.sub(a, 1, 12)), tonumber(string.sub(b, 1, 12))
+  if x ~= y then return x < y end
+  x, y = tonumber(string.sub(a, 13, 22)), tonumber(string.sub(b, 13, 22))
+  if x ~= y then return x < y end
+  for k = 23, math.min(#a, #b) do
+    local p, q = string.byte(a, k), string.byte(b, k)
+    if p ~= q then return p < q end
+  end
+  return #a < #b
+end
+local limit, deadline, worker = tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local heads = {}
+for i = 1, #KEYS / 6 do
+  use(i)
+  promote()
+  heads[i] = redis.call('ZRANGE', READY, 0, 0)[1] or false
+end
+local claims, expired = {}, {}
+while #claims < limit do
+  local best = nil
+  for i, head in ipairs(heads) do
+    if head and (not best or before(head, heads[best])) then best = i end
+  end
+  if not best then break end
+  use(best)
+  local member = heads[best]
+  redis.call('ZREM', READY, member)
+  heads[best] = redis.call('ZRANGE', READY, 0, 0)[1] or false
+  local id = string.sub(member, 24)
+  local rec = load(id)
+  if rec and rec.w == 'ready' then
+    if rec.x ~= '' and tonumber(rec.x) <= NOW then
+      rec.w = 'held' -- stays live (and due in EXPIRIES) until the service revokes it
+      save(id, rec)
+      table.insert(expired, {best, id})
+    else
+      local token = ARGV[6] .. '-' .. (#claims + 1)
+      rec.w, rec.t, rec.k, rec.d, rec.v = 'running', token, worker, deadline, rec.v + 1
+      redis.call('ZADD', LEASES, deadline, id)
+      redis.call('ZREM', EXPIRIES, id)
+      save(id, rec)
+      table.insert(claims, {best, id, token, rec.v})
     end
   end
 end
@@ -340,6 +401,7 @@ class BrokerScripts:
     add: Lua = _broker(ADD)
     peek: Lua = _broker(PEEK)
     claim: Lua = _broker(CLAIM)
+    claim_all: Lua = _broker(CLAIM_ALL)
     renew: Lua = _broker(RENEW)
     finish: Lua = _broker(FINISH)
     requeue: Lua = _broker(REQUEUE)
