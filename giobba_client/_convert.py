@@ -8,9 +8,10 @@ from typing import Any
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from giobba_client._gen.giobba.v1 import job_service_pb2 as js
 from giobba_client._gen.giobba.v1 import task_pb2 as pb
 from giobba_client.errors import InvalidArgument
-from giobba_client.models import Activity, Task, TaskState, WorkerInfo
+from giobba_client.models import Activity, Job, Task, TaskState, WorkerInfo
 
 STATES = {
     pb.TASK_STATE_PENDING: TaskState.PENDING,
@@ -191,3 +192,87 @@ def worker(message: pb.WorkerInfo) -> WorkerInfo:
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+MISSED_POLICIES = ("COALESCE", "SKIP", "RUN_ALL")
+OVERLAP_POLICIES = ("ALLOW", "SKIP")
+
+
+def _policy(value: str, choices: tuple[str, ...], field: str) -> str:
+    name = value.strip().upper().replace("-", "_")
+    if name not in choices:
+        raise InvalidArgument(f"{field}: must be one of {', '.join(choices)}, got {value!r}")
+    return name
+
+
+def job_spec(
+    schedule: str,
+    name: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    timezone: str = "",
+    job_id: str = "",
+    starts_at: When = None,
+    expires_at: When = None,
+    missed_policy: str = "COALESCE",
+    overlap_policy: str = "ALLOW",
+    run_expiry: timedelta | float | None = None,
+    **task_options: Any,
+) -> js.JobSpec:
+    """A JobSpec; `task_options` are `spec`'s (queue, priority, max_retries, ...)."""
+    missed = _policy(missed_policy, MISSED_POLICIES, "missed_policy")
+    overlap = _policy(overlap_policy, OVERLAP_POLICIES, "overlap_policy")
+    return js.JobSpec(
+        id=job_id,
+        schedule=schedule,
+        timezone=timezone,
+        task=spec(name, payload, **task_options),
+        starts_at=when(starts_at, "starts_at"),
+        expires_at=when(expires_at, "expires_at"),
+        missed_policy=f"MISSED_POLICY_{missed}",
+        overlap_policy=f"OVERLAP_POLICY_{overlap}",
+        run_expiry=span(run_expiry, "run_expiry"),
+    )
+
+
+def _template(message: pb.TaskSpec) -> dict[str, Any]:
+    return {
+        "name": message.name,
+        "payload": load_json(message.payload),
+        "queue": message.queue,
+        "priority": message.priority,
+        "start_mode": "MANUAL" if message.start_mode == pb.START_MODE_MANUAL else "AUTO",
+        "max_retries": message.max_retries,
+        "callback": message.callback,
+        "callback_err": message.callback_err,
+        # Seconds, so the template stays plain JSON data.
+        "timeout": message.timeout.ToTimedelta().total_seconds()
+        if message.HasField("timeout")
+        else None,
+        "retry_backoff": message.retry_backoff.ToTimedelta().total_seconds()
+        if message.HasField("retry_backoff")
+        else None,
+    }
+
+
+def job(message: js.Job, upcoming: list[Timestamp] | None = None) -> Job:
+    return Job(
+        id=message.id,
+        schedule=message.schedule,
+        timezone=message.timezone,
+        task=_template(message.task),
+        starts_at=opt_time(message, "starts_at"),
+        expires_at=opt_time(message, "expires_at"),
+        missed_policy=js.MissedPolicy.Name(message.missed_policy).removeprefix("MISSED_POLICY_"),
+        overlap_policy=js.OverlapPolicy.Name(message.overlap_policy).removeprefix(
+            "OVERLAP_POLICY_"
+        ),
+        run_expiry=opt_span(message, "run_expiry"),
+        is_active=message.is_active,
+        last_execution=opt_time(message, "last_execution"),
+        next_execution=opt_time(message, "next_execution"),
+        created_at=opt_time(message, "created_at"),
+        updated_at=opt_time(message, "updated_at"),
+        last_task_id=message.last_task_id,
+        upcoming=[t.ToDatetime(tzinfo=UTC) for t in upcoming or []],
+    )

@@ -7,12 +7,16 @@ from typing import Any, TypeVar
 import grpc
 
 from giobba_client import _convert as conv
+from giobba_client._gen.giobba.v1 import job_service_pb2 as js
+from giobba_client._gen.giobba.v1 import job_service_pb2_grpc as js_grpc
 from giobba_client._gen.giobba.v1 import task_service_pb2 as ts
 from giobba_client._gen.giobba.v1 import task_service_pb2_grpc as ts_grpc
 from giobba_client._gen.giobba.v1 import worker_service_pb2_grpc as ws_grpc
 from giobba_client.errors import GiobbaError, from_rpc_error
 from giobba_client.models import (
     Activity,
+    Job,
+    JobPage,
     RevokeResult,
     Task,
     TaskPage,
@@ -56,6 +60,7 @@ class AsyncClient:
         self.channel = grpc.aio.insecure_channel(self.server, options=CHANNEL_OPTIONS)
         self.tasks = ts_grpc.TaskServiceStub(self.channel)
         self.workers = ws_grpc.WorkerServiceStub(self.channel)
+        self.jobs = js_grpc.JobServiceStub(self.channel)
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -178,6 +183,47 @@ class AsyncClient:
             raise from_rpc_error(exc) from None
         finally:
             stream.cancel()
+
+    # -- jobs ---------------------------------------------------------------------------
+
+    async def create_job(
+        self, schedule: str, name: str, payload: dict[str, Any] | None = None, **options: Any
+    ) -> Job:
+        """Create a cron job. Options: timezone, job_id, starts_at, expires_at (the job's
+        end), missed_policy (COALESCE/SKIP/RUN_ALL), overlap_policy (ALLOW/SKIP),
+        run_expiry, and the run template's options of `add_task` (queue, priority, ...)."""
+        request = js.CreateJobRequest(job=conv.job_spec(schedule, name, payload, **options))
+        reply = await self._unary(self.jobs.CreateJob, request)
+        return conv.job(reply.job)
+
+    async def get_job(self, job_id: str, upcoming: int = 5) -> Job:
+        """The job, with its next `upcoming` fire times (0-100)."""
+        request = js.GetJobRequest(id=job_id, upcoming=upcoming)
+        reply = await self._unary(self.jobs.GetJob, request)
+        return conv.job(reply.job, list(reply.upcoming))
+
+    async def list_jobs(self, page_size: int = 0, page_token: str = "") -> JobPage:
+        request = js.ListJobsRequest(page_size=page_size, page_token=page_token)
+        reply = await self._unary(self.jobs.ListJobs, request)
+        return JobPage([conv.job(j) for j in reply.jobs], reply.next_page_token)
+
+    async def pause_job(self, job_id: str) -> Job:
+        reply = await self._unary(self.jobs.PauseJob, js.PauseJobRequest(id=job_id))
+        return conv.job(reply.job)
+
+    async def resume_job(self, job_id: str) -> Job:
+        """Active again from now on; times missed while paused are not run."""
+        reply = await self._unary(self.jobs.ResumeJob, js.ResumeJobRequest(id=job_id))
+        return conv.job(reply.job)
+
+    async def delete_job(self, job_id: str) -> None:
+        """Delete the job; its runs stay (list them with `list_tasks(job_id=...)`)."""
+        await self._unary(self.jobs.DeleteJob, js.DeleteJobRequest(id=job_id))
+
+    async def trigger_job(self, job_id: str) -> Task:
+        """One run now, outside the schedule."""
+        reply = await self._unary(self.jobs.TriggerJob, js.TriggerJobRequest(id=job_id))
+        return conv.task(reply.task)
 
 
 __all__ = ["AsyncClient", "GiobbaError", "default_server"]

@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 from giobba_client.aio import DEFAULT_TIMEOUT, AsyncClient
 from giobba_client.models import (
     Activity,
+    Job,
+    JobPage,
     RevokeResult,
     Task,
     TaskPage,
@@ -93,6 +95,29 @@ class Client:
                     return
         finally:
             self._run(stream.aclose())
+
+    def create_job(
+        self, schedule: str, name: str, payload: dict[str, Any] | None = None, **options: Any
+    ) -> Job:
+        return self._run(self._async.create_job(schedule, name, payload, **options))
+
+    def get_job(self, job_id: str, upcoming: int = 5) -> Job:
+        return self._run(self._async.get_job(job_id, upcoming))
+
+    def list_jobs(self, page_size: int = 0, page_token: str = "") -> JobPage:
+        return self._run(self._async.list_jobs(page_size, page_token))
+
+    def pause_job(self, job_id: str) -> Job:
+        return self._run(self._async.pause_job(job_id))
+
+    def resume_job(self, job_id: str) -> Job:
+        return self._run(self._async.resume_job(job_id))
+
+    def delete_job(self, job_id: str) -> None:
+        self._run(self._async.delete_job(job_id))
+
+    def trigger_job(self, job_id: str) -> Task:
+        return self._run(self._async.trigger_job(job_id))
 
 
 async def _next(stream: AsyncIterator[T]) -> T:

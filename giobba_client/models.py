@@ -114,3 +114,37 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, StrEnum):
         return value.value
     return value
+
+
+@dataclass(frozen=True)
+class Job:
+    """A cron job. `task` is the run template (name, payload and options); `upcoming`
+    holds the next fire times when asked for with `get_job(upcoming=N)`."""
+
+    id: str
+    schedule: str
+    timezone: str
+    task: dict[str, Any]
+    starts_at: datetime | None
+    expires_at: datetime | None
+    missed_policy: str
+    overlap_policy: str
+    run_expiry: timedelta | None
+    is_active: bool
+    last_execution: datetime | None
+    next_execution: datetime | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    last_task_id: str
+    upcoming: list[datetime] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        data = {key: _jsonable(value) for key, value in self.__dict__.items()}
+        data["upcoming"] = [_jsonable(t) for t in self.upcoming]
+        return data
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: list[Job]
+    next_page_token: str = ""

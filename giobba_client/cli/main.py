@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from giobba_client.cli import job as job_cmd
 from giobba_client.cli import task as task_cmd
 from giobba_client.cli.when import WhenError
 from giobba_client.client import Client
@@ -36,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     worker.set_defaults(run=None, worker=True)
 
     task_cmd.add_parser(sub)
+    job_cmd.add_parser(sub)
     return parser
 
 

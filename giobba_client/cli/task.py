@@ -31,6 +31,8 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     add.add_argument("--callback", default="", help="URL to POST on COMPLETED")
     add.add_argument("--callback-err", default="", help="URL to POST on FAILED/KILLED")
     add.add_argument("--id", default="", help="a UUID of your own (idempotent submit)")
+    add.add_argument("--schedule", default="", help="cron: makes it a job; prints its 1st run")
+    add.add_argument("--tz", default="", help="IANA zone of --schedule (default: server's)")
     add.set_defaults(run=_add)
 
     get = verbs.add_parser("get", help="show one task")
@@ -87,6 +89,8 @@ def _add(args: argparse.Namespace, client: Client) -> int:
         "callback": args.callback,
         "callback_err": args.callback_err,
         "task_id": args.id,
+        "schedule": args.schedule,
+        "timezone": args.tz,
     }
     if args.eta:
         options["eta"] = parse_when(args.eta, "--eta")
