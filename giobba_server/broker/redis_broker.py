@@ -37,6 +37,7 @@ from redis.exceptions import RedisError
 
 from giobba_server.broker.redis_scripts import SCRIPTS, Call, Lua, Runner, translated
 from giobba_server.domain.clock import now_ms
+from giobba_server.domain.errors import Unavailable
 from giobba_server.domain.ports import (
     CancelReason,
     Claim,
@@ -117,8 +118,13 @@ class WakeHub:
             loop = asyncio.get_running_loop()
             for channel in missing:
                 self._subscribed[channel] = loop.create_future()
-            with translated("subscribe"):
-                await self._pubsub.subscribe(*missing)
+            try:
+                with translated("subscribe"):
+                    await self._pubsub.subscribe(*missing)
+            except Unavailable:
+                for channel in missing:  # not recorded by redis-py: the next waiter retries
+                    del self._subscribed[channel]
+                raise
             if self._reader is None:
                 self._reader = asyncio.create_task(self._read())
         pending = [asyncio.shield(self._subscribed[c]) for c in channels]
