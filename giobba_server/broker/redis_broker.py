@@ -1,7 +1,8 @@
 """RedisBroker: the live state of every queue in Redis, shared by any number of servers.
 
 Each move is one Lua script on one queue (see redis_scripts for the key layout); every key
-a script touches carries the queue's hash tag, so the scripts run unchanged on Cluster.
+a script touches is in KEYS and carries the queue's hash tag, so the scripts run unchanged
+on Cluster. The one exception is the standalone cross-queue claim below.
 
 Claiming across queues. A worker gets the highest-priority due task across all the
 queues it serves. On a standalone Redis that is one script (CLAIM_ALL) given every
@@ -21,7 +22,8 @@ timer, or its own timeout.
 
 Queues are also kept in the `giobba:queues` SET, because the reaper's questions (expired
 leases, due expiries, next deadline) name no queue: they are asked of every known queue
-in one pipeline, never with KEYS or SCAN.
+in one pipeline, never with KEYS or SCAN. Cancellations owed to a worker (kill) are kept
+per queue for the same reason, so `renew` asks every known queue in one pipeline too.
 """
 
 import asyncio
