@@ -61,6 +61,9 @@ class Reaper:
                 moved += 1
         for ref in await self._deps.broker.due_expiries(BATCH):
             task = await self._deps.repo.get(ref.id)
-            if task is not None and await revoke_pending(self._deps, task, EXPIRED):
+            if task is None:  # unknown to the record: drop it, or it stays due forever
+                await self._deps.broker.revoke(ref)
+                continue
+            if await revoke_pending(self._deps, task, EXPIRED):
                 moved += 1
         return moved
