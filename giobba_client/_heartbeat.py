@@ -1,4 +1,4 @@
-"""The worker's heartbeat, on a thread and a channel of its own.
+"""The worker's heartbeat and cancel stream, each on a thread and a channel of its own.
 
 Leases must be renewed whatever the handlers do: a handler that blocks the event loop or
 holds the GIL in a long C call must not starve renewal, so heartbeats never share the
@@ -9,6 +9,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -92,3 +93,62 @@ class Heartbeater:
         for cancel in reply.cancellations:
             self._on_cancel(cancel.task_id, REASONS.get(cancel.reason, "cancelled"))
         return self.interval
+
+
+class CancelWatcher:
+    """Keeps `WatchCancellations` open on a thread of its own, so a kill stops the handler
+    within about a second rather than at the next heartbeat. Best effort: the heartbeat
+    answer carries the same cancellations, so a dropped stream only slows cancels down."""
+
+    def __init__(self, server: str, worker_id: str, on_cancel: Callable[[str, str], None]) -> None:
+        self._server = server
+        self._worker_id = worker_id
+        self._on_cancel = on_cancel
+        self._stop = threading.Event()
+        self._call: Any = None  # the open stream, cancelled from stop()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="giobba-cancels", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            if self._call is not None:
+                self._call.cancel()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        channel = grpc.insecure_channel(self._server, options=CHANNEL_OPTIONS)
+        stub = ws_grpc.WorkerServiceStub(channel)
+        backoff = 0.0
+        try:
+            while not self._stop.is_set():
+                if self._follow(stub):
+                    backoff = 0.0
+                backoff = min(max(backoff * 2, 0.2), MAX_BACKOFF)
+                self._stop.wait(backoff)
+        finally:
+            channel.close()
+
+    def _follow(self, stub: ws_grpc.WorkerServiceStub) -> bool:
+        """Read the stream until it breaks; True if it delivered anything (was healthy)."""
+        request = ws.WatchCancellationsRequest(worker_id=self._worker_id)
+        got = False
+        with self._lock:
+            if self._stop.is_set():
+                return False
+            self._call = stub.WatchCancellations(request, wait_for_ready=True)
+        try:
+            for item in self._call:
+                got = True
+                cancel = item.cancellation
+                self._on_cancel(cancel.task_id, REASONS.get(cancel.reason, "cancelled"))
+        except grpc.RpcError as exc:
+            if not self._stop.is_set():
+                log.debug("cancel stream ended: %s", exc.code().name)
+        finally:
+            with self._lock:
+                self._call = None
+        return got

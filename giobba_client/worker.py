@@ -3,7 +3,8 @@
 Slots bound how many tasks run at once; the worker asks only for as many tasks as it has
 free slots (no prefetch, so priority order holds across the fleet). Plain-function handlers
 run on threads of their own, so one that ignores cancellation can be abandoned without
-taking its slot with it. Heartbeats run on their own thread (see `_heartbeat`).
+taking its slot with it. Heartbeats and the cancel push stream run on threads of their own
+(see `_heartbeat`), so handlers that block the event loop cannot starve them.
 """
 
 import asyncio
@@ -27,7 +28,7 @@ from giobba_client import _convert as conv
 from giobba_client._gen.giobba.v1 import task_pb2 as pb
 from giobba_client._gen.giobba.v1 import worker_service_pb2 as ws
 from giobba_client._gen.giobba.v1 import worker_service_pb2_grpc as ws_grpc
-from giobba_client._heartbeat import Beat, Heartbeater
+from giobba_client._heartbeat import Beat, CancelWatcher, Heartbeater
 from giobba_client.aio import CHANNEL_OPTIONS, default_server
 from giobba_client.context import Cancelled, HandlerResult, NoRetry, TaskContext
 from giobba_client.handlers import H, Handler, Handlers, is_async
@@ -161,6 +162,8 @@ class Worker:
                 self._loop.add_signal_handler(sig, self._on_signal)
         beats = Heartbeater(self.server, self._snapshot, self._on_cancel)
         beats.start()
+        pushes = CancelWatcher(self.server, self.id, self._on_cancel)
+        pushes.start()
         channel = grpc.aio.insecure_channel(self.server, options=CHANNEL_OPTIONS)
         stub = ws_grpc.WorkerServiceStub(channel)
         runs: set[asyncio.Task[None]] = set()
@@ -169,6 +172,7 @@ class Worker:
             await self._lease_loop(stub, runs)
             await self._drain(stub, runs)
         finally:
+            await asyncio.to_thread(pushes.stop)
             await asyncio.to_thread(beats.stop)
             await channel.close(grace=None)
             log.info("worker %s stopped", self.id)

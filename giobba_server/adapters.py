@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from giobba_server.config import Config
 from giobba_server.domain.job_ports import FireLock, JobRepository
 from giobba_server.domain.ports import Broker, Feed, Registry, Repository
+from giobba_server.domain.signals import Signals
 
 
 @dataclass
@@ -23,6 +24,8 @@ class Backends:
     # Cron jobs: their store sits with the repository, their fire lock with the broker.
     jobs: JobRepository | None = None
     locks: FireLock | None = None
+    # Cancel pushes between servers (kills reach a worker's stream wherever it is).
+    signals: Signals | None = None
 
     async def close(self) -> None:
         for closer in reversed(self.closers):
@@ -82,6 +85,16 @@ async def _locks(config: Config, closers: list[Callable[[], Awaitable[None]]]) -
     return MemoryFireLock()
 
 
+async def _signals(config: Config, closers: list[Callable[[], Awaitable[None]]]) -> Signals:
+    if config.broker.kind == "redis":
+        from giobba_server.broker.redis_signals import open_redis_signals  # noqa: PLC0415
+
+        return await open_redis_signals(config, closers)
+    from giobba_server.broker.memory_signals import MemorySignals  # noqa: PLC0415
+
+    return MemorySignals()
+
+
 async def open_backends(config: Config) -> Backends:
     closers: list[Callable[[], Awaitable[None]]] = []
     repo = await _repository(config, closers)
@@ -89,8 +102,9 @@ async def open_backends(config: Config) -> Backends:
         broker, feed, registry = await _live(config, closers)
         jobs = await _jobs(config, closers)
         locks = await _locks(config, closers)
+        signals = await _signals(config, closers)
     except BaseException:
         for closer in reversed(closers):
             await closer()
         raise
-    return Backends(broker, repo, feed, registry, closers, jobs, locks)
+    return Backends(broker, repo, feed, registry, closers, jobs, locks, signals)

@@ -26,6 +26,7 @@ from giobba_server.domain.clock import utcnow
 from giobba_server.domain.ports import WorkerStatus
 from giobba_server.scheduler.cron import CronLoop
 from giobba_server.scheduler.reaper import Reaper
+from giobba_server.services.cancels import CancelHub
 from giobba_server.services.context import Deps, Settings
 from giobba_server.services.recovery import reconcile
 
@@ -82,6 +83,8 @@ async def build(config: Config) -> App:
     )
     reaper = Reaper(deps, cap=min(config.jobs_timeout_refresh.total_seconds(), 5.0))
     deps.timers_changed = reaper.poke
+    if backends.signals is not None:
+        deps.cancels = CancelHub(backends.signals)
     deps.jobs, deps.fire_lock = backends.jobs, backends.locks
     cron = CronLoop(deps, cap=config.jobs_timeout_refresh.total_seconds())
     deps.jobs_changed = cron.poke
@@ -138,6 +141,8 @@ async def _beat(app: App, started: asyncio.Event) -> None:
 async def start(app: App) -> None:
     await app.server.start()
     app.tasks.append(asyncio.create_task(app.reaper.run(), name="reaper"))
+    if app.deps.cancels is not None:
+        app.tasks.append(asyncio.create_task(app.deps.cancels.run(), name="cancel-push"))
     if app.cron is not None:
         app.tasks.append(asyncio.create_task(app.cron.run(), name="cron"))
     beating = asyncio.Event()

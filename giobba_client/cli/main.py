@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from giobba_client.cli import job as job_cmd
 from giobba_client.cli import task as task_cmd
+from giobba_client.cli import workers as workers_cmd
 from giobba_client.cli.when import WhenError
 from giobba_client.client import Client
 from giobba_client.errors import GiobbaError
@@ -37,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     worker.set_defaults(run=None, worker=True)
 
     task_cmd.add_parser(sub)
+    workers_cmd.add_parser(sub)
     job_cmd.add_parser(sub)
     return parser
 

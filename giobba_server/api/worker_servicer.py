@@ -1,12 +1,13 @@
 """WorkerService: decode, call a service, encode."""
 
+from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
 from giobba_client._gen.giobba.v1 import worker_service_pb2 as ws
 from giobba_client._gen.giobba.v1 import worker_service_pb2_grpc as ws_grpc
 from giobba_server.api.convert import dur, opt_dur, task_to_pb, ts, worker_from_pb
-from giobba_server.api.errors import unary
-from giobba_server.domain.errors import InvalidArgument
+from giobba_server.api.errors import streaming, unary
+from giobba_server.domain.errors import InvalidArgument, Unavailable
 from giobba_server.domain.ports import CancelReason
 from giobba_server.services import leasing
 from giobba_server.services.context import Deps
@@ -97,6 +98,21 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
     ) -> ws.ReleaseTaskResponse:
         task = await leasing.release_task(self._deps, request.task_id, request.lease_token)
         return ws.ReleaseTaskResponse(task=task_to_pb(task, self._deps.clock()))
+
+    @streaming
+    async def WatchCancellations(
+        self, request: ws.WatchCancellationsRequest, context: Ctx
+    ) -> AsyncIterator[ws.WatchCancellationsResponse]:
+        if not request.worker_id:
+            raise InvalidArgument("worker_id", "must not be empty")
+        hub = self._deps.cancels
+        if hub is None:
+            raise Unavailable("cancel push is not running on this server; rely on heartbeats")
+        async for notice in hub.watch(request.worker_id):
+            cancellation = ws.Cancellation(
+                task_id=notice.task_id, reason=CANCEL_TO_PB[notice.reason]
+            )
+            yield ws.WatchCancellationsResponse(cancellation=cancellation)
 
 
 __all__ = ["WorkerServicer"]

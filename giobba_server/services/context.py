@@ -18,6 +18,7 @@ from giobba_server.domain.ports import (
 )
 from giobba_server.domain.retry import DEFAULT_BASE, DEFAULT_CAP
 from giobba_server.domain.task import Task, TaskState
+from giobba_server.services.cancels import CancelHub
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,8 @@ class Deps:
     seq: SeqSource | None = None
     # Called when a new deadline may be earlier than the reaper's timer (set by the app).
     timers_changed: Callable[[], None] = lambda: None
+    # Pushes cancellations to workers' WatchCancellations streams (set by the app).
+    cancels: CancelHub | None = None
     # Cron jobs (set by the app): their store, the fire lock, and a poke for the cron loop.
     jobs: JobRepository | None = None
     fire_lock: FireLock | None = None

@@ -1,6 +1,7 @@
 """Operator moves on a single task: release a MANUAL task, kill a running one."""
 
 from giobba_server.domain.errors import FailedPrecondition
+from giobba_server.domain.ports import CancelReason
 from giobba_server.domain.task import Hold, StartMode, Task, TaskState
 from giobba_server.services.context import Deps, event, ref
 from giobba_server.services.transitions import finish_terminal, load, release_hold
@@ -25,6 +26,8 @@ async def auto_task(deps: Deps, task_id: str) -> Task:
 
 
 async def kill_task(deps: Deps, task_id: str, reason: str) -> Task:
+    """RUNNING -> KILLED, never retried. The worker's late result is refused (ABORTED)
+    because the kill made its lease token stale."""
     task = await load(deps, task_id)
     if task.state is not TaskState.RUNNING:
         raise FailedPrecondition(
@@ -36,6 +39,10 @@ async def kill_task(deps: Deps, task_id: str, reason: str) -> Task:
         raise FailedPrecondition(
             f"task {task_id} is {current.state.value}; only RUNNING tasks can be killed"
         )
+    # The broker fenced the lease and owes the cancel to the worker's next heartbeat; the
+    # push gets it there within about a second, wherever the worker's stream is open.
+    if deps.cancels is not None:
+        await deps.cancels.notify(moved.worker_id or task.worker_id, task.id, CancelReason.KILLED)
     return await finish_terminal(
         deps, task, moved.version, TaskState.KILLED, error=reason or "killed"
     )

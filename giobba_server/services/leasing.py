@@ -22,6 +22,9 @@ from giobba_server.services.transitions import (
 )
 
 MAX_LEASE_BATCH = 1000
+TIMEOUT = "timeout"
+# Longer than a worker's default kill grace (5 s): a conforming worker reports first.
+TIMEOUT_GRACE = timedelta(seconds=10)
 
 
 @dataclass(frozen=True)
@@ -164,11 +167,42 @@ async def heartbeat(
     deps: Deps, status: WorkerStatus, leases: Sequence[tuple[str, str]]
 ) -> tuple[list[str], list[tuple[str, CancelReason]]]:
     """Renew the worker's leases. Task queues come from the repository, never from the
-    worker, so a confused worker cannot renew someone else's lease."""
+    worker, so a confused worker cannot renew someone else's lease. An attempt past its
+    execution limit (plus grace) is ended here rather than renewed: a worker that keeps
+    heartbeating but never enforces the limit must not hold the task forever."""
     tasks = await deps.repo.get_many([task_id for task_id, _ in leases])
-    known = [(ref(tasks[i]), token) for i, token in leases if i in tasks]
+    overdue = await _end_overdue(deps, tasks, leases)
+    known = [(ref(tasks[i]), t) for i, t in leases if i in tasks and i not in overdue]
     renewal = await deps.broker.renew(status.id, known, deps.settings.lease_ms)
     lost = [(i, CancelReason.LEASE_LOST) for i, _ in leases if i not in tasks]
+    timed_out = [(i, CancelReason.TIMEOUT) for i in overdue]
     ttl = int(deps.settings.worker_ttl.total_seconds() * 1000)
     await deps.registry.beat(status, ttl)
-    return renewal.renewed, renewal.cancelled + lost
+    return renewal.renewed, renewal.cancelled + lost + timed_out
+
+
+def overdue_at(deps: Deps, task: Task) -> datetime | None:
+    """When the server stops waiting for the worker to report a timeout itself: the limit,
+    then the worker's kill grace, then one lease for its report to arrive."""
+    limit = effective_timeout(deps, task)
+    if limit is None or task.started_at is None:
+        return None
+    return task.started_at + limit + TIMEOUT_GRACE + deps.settings.lease
+
+
+async def _end_overdue(
+    deps: Deps, tasks: dict[str, Task], leases: Sequence[tuple[str, str]]
+) -> set[str]:
+    """Fail (as `timeout`) the current attempts that ran past their limit; their ids."""
+    now = deps.clock()
+    ended: set[str] = set()
+    for task_id, token in leases:
+        task = tasks.get(task_id)
+        if task is None or task.state is not TaskState.RUNNING or task.lease_token != token:
+            continue
+        due = overdue_at(deps, task)
+        if due is None or now < due:
+            continue
+        if await fail_attempt(deps, task, token, TIMEOUT) is not None:
+            ended.add(task_id)
+    return ended

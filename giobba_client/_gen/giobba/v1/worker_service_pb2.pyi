@@ -142,3 +142,15 @@ class ReleaseTaskResponse(_message.Message):
     TASK_FIELD_NUMBER: _ClassVar[int]
     task: _task_pb2.Task
     def __init__(self, task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ...) -> None: ...
+
+class WatchCancellationsRequest(_message.Message):
+    __slots__ = ("worker_id",)
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    def __init__(self, worker_id: _Optional[str] = ...) -> None: ...
+
+class WatchCancellationsResponse(_message.Message):
+    __slots__ = ("cancellation",)
+    CANCELLATION_FIELD_NUMBER: _ClassVar[int]
+    cancellation: Cancellation
+    def __init__(self, cancellation: _Optional[_Union[Cancellation, _Mapping]] = ...) -> None: ...

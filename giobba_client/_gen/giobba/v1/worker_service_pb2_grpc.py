@@ -41,7 +41,11 @@ class WorkerServiceStub:
     5. Every `heartbeat_interval` (a third of the lease) call Heartbeat with every lease you
     hold. The answer renews them; it lists tasks to cancel (killed, timed out, revoked,
     lease lost): cancel those handlers and drop their results.
-    6. Shutting down: stop leasing, let running handlers finish within a drain period, then
+    6. Optionally keep WatchCancellations(worker_id) open (reconnect when it drops): kills
+    arrive there within about a second instead of at the next heartbeat. Heartbeat
+    answers still carry every cancellation, so a worker without the stream is correct,
+    only slower to stop killed handlers.
+    7. Shutting down: stop leasing, let running handlers finish within a drain period, then
     ReleaseTask what did not finish so another worker starts it promptly.
 
     Leases: a lease token names one attempt of one task. It goes stale when the lease
@@ -85,6 +89,11 @@ class WorkerServiceStub:
                 request_serializer=giobba_dot_v1_dot_worker__service__pb2.ReleaseTaskRequest.SerializeToString,
                 response_deserializer=giobba_dot_v1_dot_worker__service__pb2.ReleaseTaskResponse.FromString,
                 _registered_method=True)
+        self.WatchCancellations = channel.unary_stream(
+                '/giobba.v1.WorkerService/WatchCancellations',
+                request_serializer=giobba_dot_v1_dot_worker__service__pb2.WatchCancellationsRequest.SerializeToString,
+                response_deserializer=giobba_dot_v1_dot_worker__service__pb2.WatchCancellationsResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -103,7 +112,11 @@ class WorkerServiceServicer:
     5. Every `heartbeat_interval` (a third of the lease) call Heartbeat with every lease you
     hold. The answer renews them; it lists tasks to cancel (killed, timed out, revoked,
     lease lost): cancel those handlers and drop their results.
-    6. Shutting down: stop leasing, let running handlers finish within a drain period, then
+    6. Optionally keep WatchCancellations(worker_id) open (reconnect when it drops): kills
+    arrive there within about a second instead of at the next heartbeat. Heartbeat
+    answers still carry every cancellation, so a worker without the stream is correct,
+    only slower to stop killed handlers.
+    7. Shutting down: stop leasing, let running handlers finish within a drain period, then
     ReleaseTask what did not finish so another worker starts it promptly.
 
     Leases: a lease token names one attempt of one task. It goes stale when the lease
@@ -153,6 +166,16 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchCancellations(self, request, context):
+        """Server push: streams cancellations for this worker's tasks (killed, timed out) as they
+        happen, wherever in the cluster they were decided. Never ends on its own; the server
+        closes it on shutdown. Pushes are best effort: the same cancellations also come in the
+        next Heartbeat answer, and cancelling twice must be harmless.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -181,6 +204,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     request_deserializer=giobba_dot_v1_dot_worker__service__pb2.ReleaseTaskRequest.FromString,
                     response_serializer=giobba_dot_v1_dot_worker__service__pb2.ReleaseTaskResponse.SerializeToString,
             ),
+            'WatchCancellations': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchCancellations,
+                    request_deserializer=giobba_dot_v1_dot_worker__service__pb2.WatchCancellationsRequest.FromString,
+                    response_serializer=giobba_dot_v1_dot_worker__service__pb2.WatchCancellationsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'giobba.v1.WorkerService', rpc_method_handlers)
@@ -205,7 +233,11 @@ class WorkerService:
     5. Every `heartbeat_interval` (a third of the lease) call Heartbeat with every lease you
     hold. The answer renews them; it lists tasks to cancel (killed, timed out, revoked,
     lease lost): cancel those handlers and drop their results.
-    6. Shutting down: stop leasing, let running handlers finish within a drain period, then
+    6. Optionally keep WatchCancellations(worker_id) open (reconnect when it drops): kills
+    arrive there within about a second instead of at the next heartbeat. Heartbeat
+    answers still carry every cancellation, so a worker without the stream is correct,
+    only slower to stop killed handlers.
+    7. Shutting down: stop leasing, let running handlers finish within a drain period, then
     ReleaseTask what did not finish so another worker starts it promptly.
 
     Leases: a lease token names one attempt of one task. It goes stale when the lease
@@ -343,6 +375,33 @@ class WorkerService:
             '/giobba.v1.WorkerService/ReleaseTask',
             giobba_dot_v1_dot_worker__service__pb2.ReleaseTaskRequest.SerializeToString,
             giobba_dot_v1_dot_worker__service__pb2.ReleaseTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchCancellations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/giobba.v1.WorkerService/WatchCancellations',
+            giobba_dot_v1_dot_worker__service__pb2.WatchCancellationsRequest.SerializeToString,
+            giobba_dot_v1_dot_worker__service__pb2.WatchCancellationsResponse.FromString,
             options,
             channel_credentials,
             insecure,
