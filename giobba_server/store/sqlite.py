@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from giobba_server.domain.errors import AlreadyExists, Unavailable
 from giobba_server.domain.ports import Page, TaskFilter
 from giobba_server.domain.task import Task, TaskState
-from giobba_server.store.codec import from_doc, to_doc
+from giobba_server.store.codec import from_doc, refuse_oversized, to_doc
 
 T = TypeVar("T")
 
@@ -45,6 +45,7 @@ _LIVE = (TaskState.PENDING.value, TaskState.RUNNING.value)
 
 
 def _encode(task: Task) -> tuple[Any, ...]:
+    refuse_oversized(task)  # the same limit as MongoDB's, so both stores refuse alike
     doc = to_doc(task)
     text = json.dumps(doc, default=lambda v: v.isoformat(), ensure_ascii=False)
     return (
@@ -131,10 +132,13 @@ class SqliteRepository:
                 try:
                     outcomes.append(op(conn))
                     conn.execute("RELEASE op")
-                except sqlite3.IntegrityError as exc:
+                except (sqlite3.IntegrityError, AlreadyExists) as exc:
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
-                    outcomes.append(AlreadyExists(f"task id already exists ({exc})"))
+                    if isinstance(exc, AlreadyExists):
+                        outcomes.append(exc)
+                    else:
+                        outcomes.append(AlreadyExists(f"task id already exists ({exc})"))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -147,7 +151,13 @@ class SqliteRepository:
         rows = [_encode(t) for t in tasks]
 
         def op(conn: sqlite3.Connection) -> None:
-            conn.executemany(f"INSERT INTO tasks ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            before = conn.total_changes
+            try:
+                conn.executemany(f"INSERT INTO tasks ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            except sqlite3.IntegrityError:
+                # executemany stops at the first clash: the rows before it went in.
+                clash = rows[conn.total_changes - before][0]
+                raise AlreadyExists(f"task {clash} already exists") from None
 
         await self._write(op)
 
