@@ -281,7 +281,9 @@ async def _fire_one(deps: Deps, job: Job, moment: datetime, now: datetime, previ
         log.info("job %s: run for %s would already be expired; skipped", job.id, moment)
         return ""
     try:
-        await persist(deps, [_run_task(deps, job, moment, eta=now, now=now, task_id=task_id)])
+        # eta = the fire time: due at once, and `created_at - eta` is the fire's lateness.
+        run = _run_task(deps, job, moment, eta=min(moment, now), now=now, task_id=task_id)
+        await persist(deps, [run])
     except AlreadyExists:
         log.debug("job %s: %s already fired (run %s)", job.id, moment, task_id)
     return task_id
