@@ -41,9 +41,9 @@ def fire_times(tasks: list[Task]) -> list[datetime]:
 
 
 def wait_runs(st: Stack, job_id: str, count: int, timeout: float = 20) -> list[Task]:
-    def enough() -> list[Task] | None:
+    def enough() -> list[Task]:
         found = runs(st, job_id)
-        return found if len(found) >= count else None
+        return found if len(found) >= count else []
 
     return wait_until(
         enough,
@@ -204,9 +204,9 @@ def test_downtime_coalesces_into_one_run_then_the_normal_cadence(tmp_path: Path)
         restarted = datetime.now(UTC)
         st.start_server()
 
-        def since_restart() -> list[Task] | None:
+        def since_restart() -> list[Task]:
             found = [t for t in runs(st, job.id) if t.created_at and t.created_at > down_from]
-            return found if len(found) >= 4 else None
+            return found if len(found) >= 4 else []
 
         after = wait_until(since_restart, 20, what="4 runs after the restart")
         catch_up = [t for t in after if t.eta is not None and t.eta < restarted]
