@@ -25,6 +25,7 @@ from giobba_server.services.context import Deps
 log = logging.getLogger("giobba.cron")
 
 BATCH = 500
+RETRY = timedelta(seconds=1)  # a fire that failed (a backend blip) is tried again this soon
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,8 @@ class CronLoop:
         try:
             outcome = await jobs.fire_due(self._deps, job.evolve(next_execution=due), now)
         except GiobbaError as exc:
-            log.warning("job %s: fire at %s failed: %s", job.id, due, exc)
-            return None
+            log.warning("job %s: fire at %s failed: %s (retrying)", job.id, due, exc)
+            return now + RETRY
         retry_at = time.monotonic() + jobs.LOCK_TTL.total_seconds()
         self._handled[job.id] = _Handled(outcome.last_due, retry_at)
         if outcome.runs:
