@@ -37,18 +37,28 @@ class Beat:
     leases: list[tuple[str, str]]
 
 
+def _always() -> bool:
+    return True
+
+
 class Heartbeater:
+    """Beats on a thread of its own. `alive` says whether beating is honest right now (the
+    heartbeat process uses it to stay silent while its worker is frozen)."""
+
     def __init__(
         self,
         server: str,
         snapshot: Callable[[], Beat],
         on_cancel: Callable[[str, str], None],
+        alive: Callable[[], bool] = _always,
     ) -> None:
         self._server = server
         self._snapshot = snapshot
         self._on_cancel = on_cancel
+        self._alive = alive
         self._stop = threading.Event()
         self._kick = threading.Event()
+        self._last_beat = True
         self._thread = threading.Thread(target=self._run, name="giobba-heartbeat", daemon=True)
         self.interval = FIRST_INTERVAL
 
@@ -56,13 +66,24 @@ class Heartbeater:
         self._thread.start()
 
     def kick(self) -> None:
-        """Beat now (e.g. right after taking tasks), not at the next interval."""
+        """Beat now, not at the next interval."""
         self._kick.set()
 
+    def changed(self) -> None:
+        """Leases changed: nothing to do, every beat takes a fresh snapshot."""
+
     def stop(self) -> None:
+        """Stop after one last beat, so the slot counts the server shows are current."""
         self._stop.set()
         self._kick.set()
-        self._thread.join(timeout=10)
+        if self._thread.ident is not None:
+            self._thread.join(timeout=10)
+
+    def abandon(self) -> None:
+        """Stop without a last beat: the worker is gone and its leases must lapse."""
+        self._last_beat = False
+        self._stop.set()
+        self._kick.set()
 
     def _run(self) -> None:
         channel = grpc.insecure_channel(self._server, options=CHANNEL_OPTIONS)
@@ -70,10 +91,11 @@ class Heartbeater:
         delay = self.interval
         try:
             while not self._stop.is_set():
-                delay = self._beat_once(stub, delay)
+                delay = self._beat_once(stub, delay) if self._alive() else FIRST_INTERVAL / 4
                 self._kick.wait(delay)
                 self._kick.clear()
-            self._beat_once(stub, delay)  # a last beat so the slot counts are current
+            if self._last_beat:
+                self._beat_once(stub, delay)
         finally:
             channel.close()
 

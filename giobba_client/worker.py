@@ -25,6 +25,7 @@ import grpc
 from google.protobuf.duration_pb2 import Duration
 
 from giobba_client import _convert as conv
+from giobba_client._beat_process import BeatProcess
 from giobba_client._gen.giobba.v1 import task_pb2 as pb
 from giobba_client._gen.giobba.v1 import worker_service_pb2 as ws
 from giobba_client._gen.giobba.v1 import worker_service_pb2_grpc as ws_grpc
@@ -103,7 +104,10 @@ class Worker:
         drain_timeout: float = 30.0,
         kill_grace: float = KILL_GRACE,
         poll_wait: float = POLL_WAIT,
+        heartbeat: str = "process",
     ) -> None:
+        """`heartbeat` is "process" (a child process beats: survives handlers that hold
+        the GIL) or "thread" (cheaper; enough when handlers only block the event loop)."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.server = server or default_server()
@@ -114,6 +118,10 @@ class Worker:
         self.drain_timeout = drain_timeout
         self.kill_grace = kill_grace
         self.poll_wait = poll_wait
+        if heartbeat not in ("process", "thread"):
+            raise ValueError('heartbeat must be "process" or "thread"')
+        self.heartbeat = heartbeat
+        self._beats: Heartbeater | BeatProcess | None = None
         self.completed = 0
         self.failed = 0
         self._running: dict[str, _Running] = {}
@@ -160,7 +168,8 @@ class Worker:
         if install_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._loop.add_signal_handler(sig, self._on_signal)
-        beats = Heartbeater(self.server, self._snapshot, self._on_cancel)
+        kind = BeatProcess if self.heartbeat == "process" else Heartbeater
+        self._beats = beats = kind(self.server, self._snapshot, self._on_cancel)
         beats.start()
         pushes = CancelWatcher(self.server, self.id, self._on_cancel)
         pushes.start()
@@ -230,6 +239,7 @@ class Worker:
         )
         with self._lock:
             self._running[item.task.id] = _Running(ctx, item.lease_token)
+        self._leases_changed()
 
     # -- running -----------------------------------------------------------------------
 
@@ -244,6 +254,7 @@ class Worker:
         finally:
             with self._lock:
                 self._running.pop(item.task.id, None)
+            self._leases_changed()
             assert self._slot_freed is not None
             self._slot_freed.set()
 
@@ -356,6 +367,10 @@ class Worker:
                 log.info("handed back task %s", running.ctx.task.id)
 
     # -- heartbeat thread callbacks ----------------------------------------------------
+
+    def _leases_changed(self) -> None:
+        if self._beats is not None:
+            self._beats.changed()
 
     def _info(self) -> pb.WorkerInfo:
         with self._lock:

@@ -68,11 +68,10 @@ def worker(st: Stack, *extra: str, concurrency: int = 1) -> Proc:
 
 
 def started(st: Stack, task_id: str, attempt: int = 1) -> Run:
-    def find() -> Run | None:
-        found = [r for r in runs(st, task_id, "start") if r.attempt == attempt]
-        return found[0] if found else None
+    def find() -> list[Run]:
+        return [r for r in runs(st, task_id, "start") if r.attempt == attempt]
 
-    return wait_until(find, 30, what=f"attempt {attempt} of {task_id} to start")
+    return wait_until(find, 30, what=f"attempt {attempt} of {task_id} to start")[0]
 
 
 def final(st: Stack, task_id: str, timeout: float = 60) -> Task:
@@ -152,7 +151,7 @@ def test_sigkilled_worker_without_retries_fails_within_the_lease(st: Stack) -> N
 def test_frozen_worker_late_result_is_refused(st: Stack) -> None:
     reconfigure(st, LEASE_5S)
     frozen = worker(st)
-    payload = {"seconds": [2, 0.2], "server": st.address, "late_report_always": True}
+    payload = {"seconds": [2, 0.2], "server": st.address, "late_report_on_run": 1}
     task_id = st.client().add_task("stubborn", payload, max_retries=1).id
     first = started(st, task_id)
     frozen.signal(signal.SIGSTOP)

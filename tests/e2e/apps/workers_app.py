@@ -26,11 +26,18 @@ def record(task: Task, event: str, attempt: int, extra: str = "") -> None:
         out.write(line)
 
 
-def _seconds(task: Task, attempt: int) -> float:
-    """`seconds` is a number, or a list with one entry per attempt (last one repeats)."""
+def _runs_so_far(task: Task) -> int:
+    """How many times this task has started, this run included. Not the attempt number:
+    a task handed back on shutdown starts again as the same attempt."""
+    with _lock, open(os.environ["GIOBBA_TEST_RECORD"], encoding="utf-8") as log:
+        return sum(1 for line in log if line.startswith(f"{task.id} start "))
+
+
+def _seconds(task: Task) -> float:
+    """`seconds` is a number, or a list with one entry per run (the last one repeats)."""
     value = task.payload.get("seconds", 0)
     if isinstance(value, list):
-        return float(value[min(attempt, len(value)) - 1])
+        return float(value[min(_runs_so_far(task), len(value)) - 1])
     return float(value)
 
 
@@ -52,7 +59,7 @@ def _late_complete(ctx: TaskContext, server: str) -> str:
 def sleepy(ctx: TaskContext, task: Task) -> dict[str, Any]:
     """Waits, stopping as soon as its context is cancelled."""
     record(task, "start", ctx.attempt, ctx.lease_token)
-    if ctx.wait(_seconds(task, ctx.attempt)):
+    if ctx.wait(_seconds(task)):
         record(task, "cancelled", ctx.attempt, ctx.reason.replace(" ", "_"))
         return {"cancelled": True}
     record(task, "done", ctx.attempt)
@@ -64,8 +71,9 @@ def stubborn(ctx: TaskContext, task: Task) -> dict[str, Any]:
     """Ignores cancellation, then tries to report its result itself (it must be refused
     when the attempt was killed or recovered meanwhile)."""
     record(task, "start", ctx.attempt, ctx.lease_token)
-    threading.Event().wait(_seconds(task, ctx.attempt))
-    if ctx.cancelled or task.payload.get("late_report_always"):
+    run = _runs_so_far(task)
+    threading.Event().wait(_seconds(task))
+    if ctx.cancelled or run == task.payload.get("late_report_on_run"):
         code = _late_complete(ctx, str(task.payload["server"]))
         record(task, "late", ctx.attempt, code)
     record(task, "done", ctx.attempt)
@@ -76,7 +84,7 @@ def stubborn(ctx: TaskContext, task: Task) -> dict[str, Any]:
 async def block_loop(ctx: TaskContext, task: Task) -> dict[str, Any]:
     """An async handler that blocks the worker's event loop outright."""
     record(task, "start", ctx.attempt, ctx.lease_token)
-    time.sleep(_seconds(task, ctx.attempt))  # noqa: ASYNC251 - blocking on purpose
+    time.sleep(_seconds(task))  # noqa: ASYNC251 - blocking on purpose
     record(task, "done", ctx.attempt)
     return {"pid": os.getpid(), "attempt": ctx.attempt}
 
