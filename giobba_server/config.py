@@ -275,6 +275,15 @@ _DATABASE_KEYS |= {"tasksCollection", "jobsCollection"}
 _BROKER_KEYS = {"url", "port", "db", "adminUsername", "adminPassword"}
 
 
+def _url_database(url: str) -> str:
+    """The database named in a mongodb:// URL's path (MongoDB's own convention)."""
+    if not url.startswith(("mongodb://", "mongodb+srv://")):
+        return ""
+    rest = url.split("://", 1)[1]
+    _, _, path = rest.partition("/")
+    return path.split("?", 1)[0]
+
+
 def _database(raw: Mapping[str, Any]) -> DatabaseConfig:
     _known("database", raw, _DATABASE_KEYS)
     url = _str("database.url", raw.get("url", ""))
@@ -284,7 +293,7 @@ def _database(raw: Mapping[str, Any]) -> DatabaseConfig:
         )
     return DatabaseConfig(
         url=url,
-        name=_str("database.name", raw.get("name", "giobba")),
+        name=_str("database.name", raw.get("name") or _url_database(url) or "giobba"),
         port=_opt_int("database.port", raw.get("port"), 65535),
         username=_str("database.adminUsername", raw.get("adminUsername", "")),
         password=_str("database.adminPassword", raw.get("adminPassword", "")),

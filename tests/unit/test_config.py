@@ -73,3 +73,12 @@ def test_secrets_stay_out_of_repr(tmp_path: Path) -> None:
     assert config.broker.password == "hunter2"
     assert "hunter2" not in repr(config)
     assert "s3" not in repr(config.database)
+
+
+def test_mongo_database_from_url_path_unless_named(tmp_path: Path) -> None:
+    env = {"GIOBBA_DATABASE_URL": "mongodb://u:p@h:27017/orders?authSource=admin"}
+    assert load_config(env=env, cwd=tmp_path, home=tmp_path).database.name == "orders"
+    _write(tmp_path / "giobba.yml", "database:\n  name: other\n")
+    assert load_config(env=env, cwd=tmp_path, home=tmp_path).database.name == "other"
+    plain = {"GIOBBA_DATABASE_URL": "mongodb://h:27017"}
+    assert load_config(env=plain, cwd=tmp_path / "x", home=tmp_path / "y").database.name == "giobba"
