@@ -7,16 +7,19 @@ and no atomic find-and-modify:
   token of its batch; if it fails part-way, the documents this batch wrote are deleted
   before AlreadyExists (naming the id) or Unavailable is raised.
 - save is version-guarded: a replace filtered on `version < new`, so writes that race
-  across servers never move a task backwards (atomic on MongoDB; see `_save_checked`).
+  across servers never move a task backwards (atomic on MongoDB; FerretDB: see below).
 - writes go through one queue per repository, like the SQLite store's group commit:
   one write in flight at a time (FerretDB's SQLite backend answers concurrent writers with
   "database is locked"), and saves that queue up meanwhile go out as one ordered
   bulk_write. Every caller awaits its own outcome; a write that failed is never reported
   as done.
 
-FerretDB v1 pushes a filter down to SQLite only when it is exactly `{_id: value}`: any
-other filter scans the collection. On FerretDB, saves and multi-id reads therefore use
-`_id`-only filters and check versions themselves; on MongoDB they use the indexes.
+FerretDB (v1.24, SQLite backend) scans the whole collection for every filter, `_id`
+included (its `_id` lookup does not match its own `_id` index expression), and evaluates
+an update's filter and its write as separate steps. So on FerretDB the version guard is
+exact within one server (writes are serialized here) but not across servers, and each
+save goes out alone: a bulk of many saves is as many scans in one command, which could
+outlast the socket timeout. On MongoDB the guard is atomic and the indexes serve.
 
 Driver errors become `Unavailable`; pymongo reconnects by itself, and nothing here caches
 a connection, so the same repository works again once the server is back.
@@ -62,8 +65,6 @@ CONNECT_TIMEOUT_MS = 3_000
 SOCKET_TIMEOUT_MS = 30_000  # a 15 MiB document on a slow server still fits
 BUSY_BUDGET = 5.0  # seconds to retry FerretDB's "database is locked" before giving up
 MAX_GROUP = 500  # saves per bulk_write
-READ_FANOUT = 16  # concurrent _id lookups for one get_many on FerretDB
-SAVE_ROUNDS = 5  # FerretDB save: re-checks after a racing writer from another server
 _LIVE = [TaskState.PENDING.value, TaskState.RUNNING.value]
 _INDEXES: list[list[tuple[str, int]]] = [
     [("state", ASCENDING), ("queue", ASCENDING), ("seq", DESCENDING)],
@@ -215,8 +216,6 @@ class MongoRepository:
     async def _apply(self, items: list[_Write]) -> list[Any]:
         saves = [item for item in items if isinstance(item, _Save)]
         if len(saves) == len(items):
-            if self.ferretdb:
-                return [await self._save_checked(save) for save in saves]
             return await self._save_bulk(saves)
         (write,) = items  # anything but a save runs alone
         assert not isinstance(write, _Save)
@@ -255,10 +254,7 @@ class MongoRepository:
             log.warning("could not undo a failed insert of %d tasks: %s", len(ids), exc)
 
     async def _delete_ids(self, ids: list[str]) -> None:
-        if self.ferretdb:
-            for task_id in ids:  # `_id`-only filters: no collection scan
-                await self._tasks.delete_one({"_id": task_id})
-        elif ids:
+        if ids:
             await self._tasks.delete_many({"_id": {"$in": ids}})
 
     async def delete(self, task_ids: Sequence[str]) -> None:
@@ -285,27 +281,6 @@ class MongoRepository:
         tokens = {d["_id"]: d.get(WRITE_FIELD) for d in found}
         return [tokens.get(s.task.id) == s.doc[WRITE_FIELD] for s in saves]
 
-    async def _save_checked(self, save: _Save) -> bool:
-        """FerretDB: read the version by `_id`, replace by `_id`, read back.
-
-        FerretDB evaluates an update's filter and writes in separate steps anyway, so a
-        guard in the filter would be no more atomic, only a collection scan slower. The
-        read-back repairs a lower version written over ours by another server meanwhile.
-        """
-        task_id, token = save.task.id, save.doc[WRITE_FIELD]
-        for _ in range(SAVE_ROUNDS):
-            current = await self._call(
-                lambda: self._tasks.find_one({"_id": task_id}, {"version": 1, WRITE_FIELD: 1})
-            )
-            if current is None:
-                return False
-            if current.get(WRITE_FIELD) == token:
-                return True
-            if current["version"] >= save.task.version:
-                return False
-            await self._call(lambda: self._tasks.replace_one({"_id": task_id}, save.doc))
-        raise Unavailable(f"mongodb: task {task_id} kept changing under a save; try again")
-
     # -- port: reads -------------------------------------------------------------------
 
     async def get(self, task_id: str) -> Task | None:
@@ -316,22 +291,9 @@ class MongoRepository:
         ids = list(dict.fromkeys(task_ids))
         if not ids:
             return {}
-        if self.ferretdb or len(ids) == 1:
-            docs = await self._lookup_each(ids)
-        else:
-            docs = await self._call(lambda: self._tasks.find({"_id": {"$in": ids}}).to_list())
+        docs = await self._call(lambda: self._tasks.find({"_id": {"$in": ids}}).to_list())
         tasks = [from_mongo(doc) for doc in docs]
         return {task.id: task for task in tasks}
-
-    async def _lookup_each(self, ids: list[str]) -> list[Document]:
-        gate = asyncio.Semaphore(READ_FANOUT)
-
-        async def one(task_id: str) -> Document | None:
-            async with gate:
-                return await self._call(lambda: self._tasks.find_one({"_id": task_id}))
-
-        found = await asyncio.gather(*(one(task_id) for task_id in ids))
-        return [doc for doc in found if doc is not None]
 
     async def query(self, flt: TaskFilter, limit: int, token: str) -> Page:
         where = _filter(flt)

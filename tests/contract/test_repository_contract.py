@@ -49,6 +49,12 @@ class RepositoryContract:
         raise NotImplementedError
         yield
 
+    @pytest.fixture
+    async def twin(self) -> AsyncIterator[Repository]:
+        """A second repository on the same store, as a second server would open it."""
+        raise NotImplementedError
+        yield
+
     # -- insert / get ------------------------------------------------------------------
 
     async def test_every_field_round_trips(self, repo: Repository) -> None:
@@ -104,6 +110,22 @@ class RepositoryContract:
             "ok-2",
             "taken",
         ]
+
+    async def test_two_servers_write_the_same_store(
+        self, repo: Repository, twin: Repository
+    ) -> None:
+        async def work(store: Repository, prefix: str) -> None:
+            tasks = [make_task(f"{prefix}{i}", seq=i, version=1) for i in range(15)]
+            await asyncio.gather(*(store.insert([t]) for t in tasks))
+            saved = await asyncio.gather(*(store.save(t.evolve(version=2)) for t in tasks))
+            assert all(saved)
+
+        await asyncio.gather(work(repo, "one-"), work(twin, "two-"))
+        ids = [f"{p}{i}" for p in ("one-", "two-") for i in range(15)]
+        for store in (repo, twin):
+            found = await store.get_many(ids)
+            assert sorted(found) == sorted(ids)
+            assert {t.version for t in found.values()} == {2}
 
     # -- delete --------------------------------------------------------------------------
 
@@ -275,6 +297,11 @@ class TestSqliteRepository(RepositoryContract):
         async with sqlite_repository(tmp_path) as repo:
             yield repo
 
+    @pytest.fixture
+    async def twin(self, tmp_path: Path) -> AsyncIterator[Repository]:
+        async with sqlite_repository(tmp_path) as repo:
+            yield repo
+
 
 @pytest.mark.mongo
 class TestMongoRepository(RepositoryContract):
@@ -285,14 +312,29 @@ class TestMongoRepository(RepositoryContract):
         async with mongo_repository(mongo_server.url, mongo_database) as repo:
             yield repo
 
+    @pytest.fixture
+    async def twin(
+        self, mongo_server: MongoServer, mongo_database: str
+    ) -> AsyncIterator[Repository]:
+        async with mongo_repository(mongo_server.url, mongo_database) as repo:
+            yield repo
+
 
 @pytest.mark.mongo
 class TestMongoRepositoryGenericPath(RepositoryContract):
-    """FerretDB is detected and gets `_id`-only filters; this runs the path real MongoDB
-    takes (guarded bulk saves, `$in` reads) on the same server, so both are proven."""
+    """FerretDB is detected and gets one save per command; this runs the path real
+    MongoDB takes (saves merged into bulk writes) on the same server, so both are proven."""
 
     @pytest.fixture
     async def repo(
+        self, mongo_server: MongoServer, mongo_database: str
+    ) -> AsyncIterator[Repository]:
+        async with mongo_repository(mongo_server.url, mongo_database) as repo:
+            repo.ferretdb = False
+            yield repo
+
+    @pytest.fixture
+    async def twin(
         self, mongo_server: MongoServer, mongo_database: str
     ) -> AsyncIterator[Repository]:
         async with mongo_repository(mongo_server.url, mongo_database) as repo:
