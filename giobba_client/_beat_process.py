@@ -65,6 +65,7 @@ class BeatProcess:
         self._stop = threading.Event()
         self._child: subprocess.Popen[str] | None = None
         self._threads: list[threading.Thread] = []
+        self._last_beat = True
 
     def start(self) -> None:
         argv = [sys.executable, "-m", "giobba_client._beat_process", self._server, str(os.getpid())]
@@ -80,7 +81,10 @@ class BeatProcess:
         """Leases or counts changed: send a fresh snapshot now."""
         self._changed.set()
 
-    def stop(self) -> None:
+    def stop(self, last_beat: bool = True) -> None:
+        """Let the child beat once more (current counts) and exit; or, with
+        `last_beat=False`, just close its input so the leases held lapse."""
+        self._last_beat = last_beat
         self._stop.set()
         self._changed.set()
         for thread in self._threads:
@@ -105,8 +109,9 @@ class BeatProcess:
                     last = line
                 self._changed.wait(REFRESH)
                 self._changed.clear()
-            pipe.write(encode(self._snapshot()) + "\n" + json.dumps({"stop": True}) + "\n")
-            pipe.flush()
+            if self._last_beat:
+                pipe.write(encode(self._snapshot()) + "\n" + json.dumps({"stop": True}) + "\n")
+                pipe.flush()
         with contextlib.suppress(OSError, ValueError):
             pipe.close()
 
@@ -164,7 +169,7 @@ class _Child:
             if not self._ready.is_set():
                 self._ready.set()
                 self._beats.start()
-        self._beats.abandon()  # end of input without a stop: the worker died
+        self._beats.stop(last_beat=False)  # end of input, no stop: the worker died or quit
         return 0
 
 

@@ -72,18 +72,14 @@ class Heartbeater:
     def changed(self) -> None:
         """Leases changed: nothing to do, every beat takes a fresh snapshot."""
 
-    def stop(self) -> None:
-        """Stop after one last beat, so the slot counts the server shows are current."""
+    def stop(self, last_beat: bool = True) -> None:
+        """Stop after one last beat, so the slot counts the server shows are current; or
+        without it (`last_beat=False`) when the leases held must lapse, not be renewed."""
+        self._last_beat = last_beat
         self._stop.set()
         self._kick.set()
-        if self._thread.ident is not None:
+        if self._thread.ident is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
-
-    def abandon(self) -> None:
-        """Stop without a last beat: the worker is gone and its leases must lapse."""
-        self._last_beat = False
-        self._stop.set()
-        self._kick.set()
 
     def _run(self) -> None:
         channel = grpc.insecure_channel(self._server, options=CHANNEL_OPTIONS)

@@ -182,7 +182,8 @@ class Worker:
             await self._drain(stub, runs)
         finally:
             await asyncio.to_thread(pushes.stop)
-            await asyncio.to_thread(beats.stop)
+            # After a second signal the leases must lapse, not be renewed one last time.
+            await asyncio.to_thread(beats.stop, not self._halt.is_set())
             await channel.close(grace=None)
             log.info("worker %s stopped", self.id)
 

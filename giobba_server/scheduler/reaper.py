@@ -1,7 +1,11 @@
 """Timers for what nobody asks about: leases that expired and tasks that expired.
 
 The loop sleeps until the broker's earliest deadline (a lease or an expiry), or until a
-local change pokes it, capped so deadlines set by other servers are seen too.
+local change pokes it, capped so deadlines set by other servers are seen too. The cap is
+never longer than one lease: a lease taken while the reaper sleeps ends at least a lease
+from now, so the reaper is awake and timing it before it can expire.
+Expired leases are therefore recovered at their deadline (plus one sweep), not at the
+next poll.
 """
 
 import asyncio
@@ -39,7 +43,7 @@ class Reaper:
             await self._sleep(backoff)
 
     async def _sleep(self, at_least: float) -> None:
-        delay = self._cap
+        delay = min(self._cap, self._deps.settings.lease.total_seconds())
         deadline = await self._deps.broker.next_deadline_ms()
         if deadline is not None:
             delay = min(delay, max((deadline - now_ms()) / 1000, 0.0))

@@ -8,16 +8,18 @@ a deadline; the only timing assertions are the ones the issue states.
 import os
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import pytest
 
 from giobba_client import TaskState
 from giobba_client._gen.giobba.v1 import worker_service_pb2 as ws
 from giobba_client._gen.giobba.v1 import worker_service_pb2_grpc as ws_grpc
 from giobba_client.models import Activity, Task
-from tests.e2e.harness import Proc, Stack, wait_until
+from tests.e2e.harness import Proc, Stack, stack, wait_until
 
 APP = Path(__file__).resolve().parent / "apps" / "workers_app.py"
 
@@ -56,11 +58,22 @@ def runs(st: Stack, task_id: str = "", event: str = "") -> list[Run]:
     return found
 
 
-def reconfigure(st: Stack, config: str) -> None:
-    """Restart the test's server on the same port and storage with other timings."""
-    st.stop_server()
-    st.config.write_text(config)
-    st.start_server()
+def _stack_with(config: str, urls: tuple[str, str], tmp: Path) -> Iterator[Stack]:
+    with stack(tmp, database_url=urls[0], broker_url=urls[1], config=config) as s:
+        s.start_server()
+        yield s
+
+
+@pytest.fixture
+def lease5(backend_urls: tuple[str, str], tmp_path: Path) -> Iterator[Stack]:
+    """A stack on the test's backend with a 5 s lease (heartbeats every 5/3 s)."""
+    yield from _stack_with(LEASE_5S, backend_urls, tmp_path)
+
+
+@pytest.fixture
+def lease30(backend_urls: tuple[str, str], tmp_path: Path) -> Iterator[Stack]:
+    """A 30 s lease: heartbeats every 10 s, so anything faster came by push."""
+    yield from _stack_with(LEASE_30S, backend_urls, tmp_path)
 
 
 def worker(st: Stack, *extra: str, concurrency: int = 1) -> Proc:
@@ -115,8 +128,8 @@ def late_complete(st: Stack, task_id: str, token: str) -> grpc.StatusCode:
 # -- dead workers ------------------------------------------------------------------------
 
 
-def test_sigkilled_worker_task_is_retried_by_another_worker(st: Stack) -> None:
-    reconfigure(st, LEASE_5S)
+def test_sigkilled_worker_task_is_retried_by_another_worker(lease5: Stack) -> None:
+    st = lease5
     first = worker(st)
     task_id = st.client().add_task("sleepy", {"seconds": [30, 0.2]}, max_retries=1).id
     begun = started(st, task_id)
@@ -134,8 +147,8 @@ def test_sigkilled_worker_task_is_retried_by_another_worker(st: Stack) -> None:
     assert lost, "the first attempt was recorded as lost"
 
 
-def test_sigkilled_worker_without_retries_fails_within_the_lease(st: Stack) -> None:
-    reconfigure(st, LEASE_5S)
+def test_sigkilled_worker_without_retries_fails_within_the_lease(lease5: Stack) -> None:
+    st = lease5
     first = worker(st)
     task_id = st.client().add_task("sleepy", {"seconds": 30}, max_retries=0).id
     begun = started(st, task_id)
@@ -148,8 +161,8 @@ def test_sigkilled_worker_without_retries_fails_within_the_lease(st: Stack) -> N
     assert took <= 5 + 3, f"recovered {took:.1f}s after SIGKILL (lease 5 s)"
 
 
-def test_frozen_worker_late_result_is_refused(st: Stack) -> None:
-    reconfigure(st, LEASE_5S)
+def test_frozen_worker_late_result_is_refused(lease5: Stack) -> None:
+    st = lease5
     frozen = worker(st)
     payload = {"seconds": [2, 0.2], "server": st.address, "late_report_on_run": 1}
     task_id = st.client().add_task("stubborn", payload, max_retries=1).id
@@ -174,8 +187,8 @@ def test_frozen_worker_late_result_is_refused(st: Stack) -> None:
 # -- handlers that starve the runtime ----------------------------------------------------
 
 
-def test_handler_blocking_the_event_loop_keeps_its_lease(st: Stack) -> None:
-    reconfigure(st, LEASE_5S)
+def test_handler_blocking_the_event_loop_keeps_its_lease(lease5: Stack) -> None:
+    st = lease5
     worker(st)
     worker(st)  # would take a second attempt if the lease were lost
     task_id = st.client().add_task("block_loop", {"seconds": 8}, max_retries=3).id
@@ -185,19 +198,11 @@ def test_handler_blocking_the_event_loop_keeps_its_lease(st: Stack) -> None:
     assert len(runs(st, task_id, "start")) == 1
 
 
-def _gil_work(seconds: float) -> int:
-    """How many sum(range()) steps hold the GIL for about `seconds` on this machine."""
-    n = 2_000_000
-    began = time.perf_counter()
-    sum(range(n))
-    return int(n * seconds / max(time.perf_counter() - began, 1e-6))
-
-
-def test_handler_holding_the_gil_keeps_its_lease(st: Stack) -> None:
-    reconfigure(st, LEASE_5S)
+def test_handler_holding_the_gil_keeps_its_lease(lease5: Stack) -> None:
+    st = lease5
     worker(st)
     worker(st)
-    task_id = st.client().add_task("hold_gil", {"n": _gil_work(8)}, max_retries=3).id
+    task_id = st.client().add_task("hold_gil", {"seconds": 9}, max_retries=3).id
     task = final(st, task_id, timeout=90)
     assert task.state == TaskState.COMPLETED
     begun, done = runs(st, task_id, "start")[0], runs(st, task_id, "done")[0]
@@ -209,8 +214,8 @@ def test_handler_holding_the_gil_keeps_its_lease(st: Stack) -> None:
 # -- kill ---------------------------------------------------------------------------------
 
 
-def test_kill_reaches_the_worker_within_two_seconds_and_frees_its_slot(st: Stack) -> None:
-    reconfigure(st, LEASE_30S)
+def test_kill_reaches_the_worker_within_two_seconds_and_frees_its_slot(lease30: Stack) -> None:
+    st = lease30
     worker(st)
     client = st.client()
     task_id = client.add_task("sleepy", {"seconds": 60}, max_retries=2).id
@@ -229,8 +234,8 @@ def test_kill_reaches_the_worker_within_two_seconds_and_frees_its_slot(st: Stack
     assert len(runs(st, task_id, "start")) == 1
 
 
-def test_kill_fences_a_handler_that_ignores_cancellation(st: Stack) -> None:
-    reconfigure(st, LEASE_30S)
+def test_kill_fences_a_handler_that_ignores_cancellation(lease30: Stack) -> None:
+    st = lease30
     proc = worker(st)
     client = st.client()
     payload = {"seconds": 9, "server": st.address}
@@ -292,8 +297,8 @@ def test_sigterm_lets_a_short_task_finish(st: Stack) -> None:
     assert task.state == TaskState.COMPLETED and task.attempts == 1
 
 
-def test_sigterm_hands_back_a_long_task_without_using_an_attempt(st: Stack) -> None:
-    reconfigure(st, LEASE_30S)
+def test_sigterm_hands_back_a_long_task_without_using_an_attempt(lease30: Stack) -> None:
+    st = lease30
     proc = worker(st, "--drain", "3")
     client = st.client()
     task_id = client.add_task("sleepy", {"seconds": [30, 0.2]}, max_retries=1).id

@@ -94,6 +94,10 @@ def hold_gil(ctx: TaskContext, task: Task) -> dict[str, Any]:
     """One long C call that never releases the GIL: sum() over a range runs in C with no
     bytecode boundary, so no other thread of this process runs until it returns."""
     record(task, "start", ctx.attempt, ctx.lease_token)
-    total = sum(range(int(task.payload["n"])))
+    probe = 2_000_000
+    began = time.perf_counter()
+    sum(range(probe))
+    rate = probe / max(time.perf_counter() - began, 1e-6)
+    total = sum(range(int(rate * float(task.payload["seconds"]))))
     record(task, "done", ctx.attempt, str(total % 10))
     return {"pid": os.getpid(), "attempt": ctx.attempt}
