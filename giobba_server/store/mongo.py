@@ -14,18 +14,26 @@ and no atomic find-and-modify:
   bulk_write. Every caller awaits its own outcome; a write that failed is never reported
   as done.
 
-FerretDB (v1.24, SQLite backend) scans the whole collection for every filter, `_id`
-included (its `_id` lookup does not match its own `_id` index expression), and evaluates
-an update's filter and its write as separate steps. So on FerretDB the version guard is
-exact within one server (writes are serialized here) but not across servers, and each
-save goes out alone: a bulk of many saves is as many scans in one command, which could
-outlast the socket timeout. On MongoDB the guard is atomic and the indexes serve.
+FerretDB (v1.24, SQLite backend) serves only a filter that is exactly `{_id: <string>}`
+from an index (and only with the lookup fix our test harness builds in); any other filter
+scans the whole collection, and it evaluates an update's filter and its write as separate
+steps anyway. So on FerretDB a save reads the stored version by `_id`, then replaces by
+`_id` — exact within one server (writes are serialized here), not across servers — and
+reads of several ids are one `_id` lookup each. On MongoDB the guard is one atomic
+filtered replace, batched, and `$in` reads serve from the index.
+
+Children are found through a side collection (`<tasks>_children`: parent id -> child ids),
+kept by insert, so settling a parent's children is an `_id` lookup on every server, not a
+query on `parent_id` (which FerretDB would answer with a scan per finished task). The
+entry is written before the child itself, so a crash in between leaves only a dangling id,
+which reads ignore.
 
 Driver errors become `Unavailable`; pymongo reconnects by itself, and nothing here caches
 a connection, so the same repository works again once the server is back.
 """
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -151,7 +159,9 @@ class MongoRepository:
     def __init__(self, client: AsyncMongoClient[Document], database: str, tasks: str) -> None:
         self._client = client
         self._tasks: AsyncCollection[Document] = client[database][tasks]
+        self._children: AsyncCollection[Document] = client[database][f"{tasks}_children"]
         self.ferretdb = False
+        self._closing = asyncio.Event()
         self._pending: list[tuple[_Write, asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -162,6 +172,7 @@ class MongoRepository:
             await self._call(functools.partial(self._tasks.create_index, keys))
 
     async def close(self) -> None:
+        self._closing.set()
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
         await self._client.close()
@@ -182,7 +193,9 @@ class MongoRepository:
                 raise Unavailable(f"mongodb unreachable: {_reason(exc)}") from exc
             except PyMongoError as exc:
                 raise Unavailable(f"mongodb: {_reason(exc)}") from exc
-            await asyncio.sleep(delay)
+            # Back off, but never hold up close().
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), delay)
             delay = min(delay * 2, 0.2)
 
     # -- the write queue ---------------------------------------------------------------
@@ -228,7 +241,17 @@ class MongoRepository:
             return
         token = uuid.uuid4().hex
         docs = [to_mongo(task, **{BATCH_FIELD: token}) for task in tasks]
+        by_parent = _by_parent(tasks)
+        # Linked first and never unlinked: an id whose insert failed dangles harmlessly,
+        # while unlinking could orphan an existing child resubmitted with the same id.
+        await self._write(lambda: self._call(lambda: self._link_children(by_parent)))
         await self._write(lambda: self._call(lambda: self._insert_docs(docs, token)))
+
+    async def _link_children(self, by_parent: dict[str, list[str]]) -> None:
+        for parent, ids in by_parent.items():
+            await self._children.update_one(
+                {"_id": parent}, {"$addToSet": {"ids": {"$each": ids}}}, upsert=True
+            )
 
     async def _insert_docs(self, docs: list[Document], token: str) -> None:
         try:
@@ -267,6 +290,8 @@ class MongoRepository:
         return saved
 
     async def _save_bulk(self, saves: list[_Save]) -> list[bool]:
+        if self.ferretdb:
+            return [await self._save_by_id(save) for save in saves]
         ops = [
             ReplaceOne({"_id": s.task.id, "version": {"$lt": s.task.version}}, s.doc) for s in saves
         ]
@@ -281,6 +306,16 @@ class MongoRepository:
         tokens = {d["_id"]: d.get(WRITE_FIELD) for d in found}
         return [tokens.get(s.task.id) == s.doc[WRITE_FIELD] for s in saves]
 
+    async def _save_by_id(self, save: _Save) -> bool:
+        """FerretDB: the version check and the replace as two `_id`-only steps."""
+        stored = await self._call(
+            lambda: self._tasks.find_one({"_id": save.task.id}, {"version": 1})
+        )
+        if stored is None or int(stored.get("version", 0)) >= save.task.version:
+            return False
+        await self._call(lambda: self._tasks.replace_one({"_id": save.task.id}, save.doc))
+        return True
+
     # -- port: reads -------------------------------------------------------------------
 
     async def get(self, task_id: str) -> Task | None:
@@ -291,6 +326,9 @@ class MongoRepository:
         ids = list(dict.fromkeys(task_ids))
         if not ids:
             return {}
+        if self.ferretdb:
+            found = await asyncio.gather(*(self.get(task_id) for task_id in ids))
+            return {task.id: task for task in found if task is not None}
         docs = await self._call(lambda: self._tasks.find({"_id": {"$in": ids}}).to_list())
         tasks = [from_mongo(doc) for doc in docs]
         return {task.id: task for task in tasks}
@@ -308,11 +346,11 @@ class MongoRepository:
         return Page(tasks, f"{tasks[-1].seq}:{tasks[-1].id}" if more and tasks else "")
 
     async def children(self, parent_id: str) -> list[Task]:
-        cursor = self._tasks.find({"parent_id": parent_id})
-        docs = await self._call(
-            lambda: cursor.sort([("seq", ASCENDING), ("_id", ASCENDING)]).to_list()
-        )
-        return [from_mongo(doc) for doc in docs]
+        entry = await self._call(lambda: self._children.find_one({"_id": parent_id}))
+        if entry is None:
+            return []
+        found = await self.get_many([str(i) for i in entry.get("ids", [])])
+        return sorted(found.values(), key=lambda t: (t.seq, t.id))
 
     async def live(self, after_id: str, limit: int) -> list[Task]:
         where = {"state": {"$in": _LIVE}, "_id": {"$gt": after_id}}
@@ -345,6 +383,14 @@ def _groups(
         if isinstance(item, _Save):
             ids.add(item.task.id)
     return groups
+
+
+def _by_parent(tasks: Sequence[Task]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for task in tasks:
+        if task.parent_id:
+            out.setdefault(task.parent_id, []).append(task.id)
+    return out
 
 
 def _filter(flt: TaskFilter) -> dict[str, Any]:
