@@ -27,7 +27,9 @@ def parse_object(text: str, field: str, max_bytes: int = MAX_PAYLOAD_BYTES) -> J
         return {}
     size = len(text.encode("utf-8", errors="surrogatepass"))
     if size > max_bytes:
-        raise InvalidArgument(field, f"is {size} bytes, over the {max_bytes} byte limit")
+        raise InvalidArgument(
+            field, f"is {size} bytes, over the {max_bytes / 2**20:g} MiB limit ({max_bytes} bytes)"
+        )
     try:
         value = json.loads(text, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:

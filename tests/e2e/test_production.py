@@ -1,0 +1,139 @@
+"""Issue 3's guarantees on Redis + MongoDB, through real server and worker processes."""
+
+import contextlib
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from giobba_client import InvalidArgument, TaskState, Unavailable
+from tests.e2e.harness import RECORDING, Stack, stack, wait_until
+from tests.support.services import MongoServer, RedisServer
+
+PRODUCTION_CONFIG = "lockDuration: 10s\nretry:\n  base: 100ms\n  cap: 1s\n"
+
+
+def _records(path: Path) -> list[dict[str, str]]:
+    lines = path.read_text().splitlines() if path.exists() else []
+    keys = ("id", "event", "name", "priority", "time", "pid")
+    return [dict(zip(keys, line.split(), strict=True)) for line in lines if line.strip()]
+
+
+@pytest.fixture
+def urls(
+    clean_redis: RedisServer, mongo_server: MongoServer, mongo_database: str
+) -> tuple[str, str]:
+    return f"{mongo_server.url.rstrip('/')}/{mongo_database}", clean_redis.url
+
+
+@contextlib.contextmanager
+def _servers(tmp: Path, urls: tuple[str, str], count: int) -> Iterator[list[Stack]]:
+    """`count` servers sharing one Redis and one MongoDB, recording into one file."""
+    with contextlib.ExitStack() as stacks:
+        servers = []
+        for i in range(count):
+            (tmp / f"s{i}").mkdir()
+            st = stacks.enter_context(stack(tmp / f"s{i}", urls[0], urls[1], PRODUCTION_CONFIG))
+            st.env["GIOBBA_TEST_RECORD"] = str(tmp / "executions.log")
+            st.start_server()
+            servers.append(st)
+        yield servers
+
+
+def test_two_servers_two_workers_run_5000_tasks_exactly_once_in_priority_order(
+    tmp_path: Path, urls: tuple[str, str]
+) -> None:
+    with _servers(tmp_path, urls, 2) as (one, two):
+        specs = [
+            {"name": "record", "payload": {"i": i}, "priority": (i * 7) % 11} for i in range(5000)
+        ]
+        ids: list[str] = []
+        for at in range(0, len(specs), 500):
+            target = one if at % 1000 == 0 else two
+            ids += [t.id for t in target.client().add_tasks(specs[at : at + 500])]
+        one.start_worker(RECORDING, "default", 1)
+        two.start_worker(RECORDING, "default", 1)
+        for task_id in ids[::50]:
+            assert one.client().wait_task(task_id, 300).done
+        wait_until(lambda: len(_records(tmp_path / "executions.log")) >= 5000, 300, 0.2)
+        runs = _records(tmp_path / "executions.log")
+        assert sorted(r["id"] for r in runs) == sorted(ids)  # each exactly once
+        by_worker: dict[str, list[int]] = defaultdict(list)
+        for run in runs:
+            by_worker[run["pid"]].append(int(run["priority"]))
+        assert len(by_worker) == 2, "both workers took part"
+        for priorities in by_worker.values():  # all queued before either worker started
+            assert priorities == sorted(priorities, reverse=True)
+        page = one.client().list_tasks(states=[TaskState.PENDING, TaskState.RUNNING], page_size=10)
+        assert page.tasks == []
+
+
+def test_redis_flushed_with_500_pending_then_restart_runs_each_once(
+    tmp_path: Path, urls: tuple[str, str]
+) -> None:
+    with _servers(tmp_path, urls, 1) as (st,):
+        client = st.client()
+        specs = [{"name": "record", "payload": {"i": i}, "priority": i % 11} for i in range(500)]
+        ids = [t.id for t in client.add_tasks(specs)]
+        redis.Redis.from_url(urls[1]).flushall()
+        st.stop_server()
+        st.start_server()
+        st.start_worker(RECORDING, "default", 4)
+        for task_id in ids:
+            assert client.wait_task(task_id, 120).task.state == TaskState.COMPLETED
+        runs = _records(tmp_path / "executions.log")
+        assert sorted(r["id"] for r in runs) == sorted(ids)
+
+
+def test_mongodb_down_answers_unavailable_and_recovers_without_restart(
+    tmp_path: Path, urls: tuple[str, str], mongo_server: MongoServer
+) -> None:
+    with _servers(tmp_path, urls, 1) as (st,):
+        client = st.client()
+        before = client.add_task("echo", {"n": 1})
+        mongo_server.stop()
+        try:
+            with pytest.raises(Unavailable):
+                client.add_task("echo", {"n": 2})
+            assert redis.Redis.from_url(urls[1]).dbsize() > 0  # the first task is there
+        finally:
+            mongo_server.start()
+        after = wait_until(lambda: _try_add(st), 30, 0.2, "submits to flow again")
+        st.start_worker(concurrency=2)
+        for task_id in (before.id, after):
+            assert client.wait_task(task_id, 60).task.state == TaskState.COMPLETED
+        names = [t.payload for t in client.list_tasks(page_size=10).tasks]
+        assert {"n": 2} not in names  # the refused submit left nothing behind
+
+
+def _try_add(st: Stack) -> str:
+    with contextlib.suppress(Unavailable):
+        return st.client().add_task("echo", {"n": 3}).id
+    return ""
+
+
+@pytest.mark.parametrize("backend", ["embedded", "redis-mongo"])
+def test_awkward_keys_round_trip_and_20mb_is_refused(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    database_url, broker_url = "", ""
+    if backend == "redis-mongo":
+        database_url, broker_url = request.getfixturevalue("urls")
+    with stack(tmp_path, database_url, broker_url) as st:
+        st.start_server()
+        st.start_worker(concurrency=1)
+        payload = {"a.b": 1, "$x": 2, "ünï": "✓", "big": 2**62, "f": 0.1, "n": None}
+        added = st.cli("task", "add", "echo", "--payload", json.dumps(payload))
+        assert added.returncode == 0, added.stderr
+        task_id = added.stdout.strip()
+        assert st.client().wait_task(task_id, 30).task.state == TaskState.COMPLETED
+        shown = json.loads(st.cli("task", "get", task_id, "--json").stdout)
+        assert shown["payload"] == payload
+        assert shown["result"] == payload
+        with pytest.raises(InvalidArgument, match="MiB") as caught:
+            st.client().add_task("echo", {"blob": "x" * (20 * 1024 * 1024)})
+        assert "payload" in str(caught.value)
+        assert len(st.client().list_tasks().tasks) == 1
