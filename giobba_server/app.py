@@ -151,6 +151,7 @@ async def start(app: App) -> None:
 
 
 async def stop(app: App, grace: float = 5.0) -> None:
+    app.deps.stopping.set()
     await app.server.stop(grace)
     for task in app.tasks:
         task.cancel()

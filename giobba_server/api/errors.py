@@ -7,6 +7,7 @@ from typing import TypeVar
 
 import grpc
 
+from giobba_server.api.shutdown import until_stopping
 from giobba_server.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -72,8 +73,12 @@ def streaming(
     async def wrapper(
         self: Self, request: Req, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[Resp]:
+        deps = getattr(self, "_deps", None)
+        stream = fn(self, request, context)
+        if deps is not None:
+            stream = until_stopping(stream, deps.stopping)
         try:
-            async for item in fn(self, request, context):
+            async for item in stream:
                 yield item
         except GiobbaError as exc:
             await _abort(context, exc)

@@ -7,6 +7,7 @@ from giobba_client._gen.giobba.v1 import worker_service_pb2 as ws
 from giobba_client._gen.giobba.v1 import worker_service_pb2_grpc as ws_grpc
 from giobba_server.api.convert import dur, opt_dur, task_to_pb, ts, worker_from_pb
 from giobba_server.api.errors import streaming, unary
+from giobba_server.api.shutdown import unless_stopping
 from giobba_server.domain.errors import InvalidArgument, Unavailable
 from giobba_server.domain.ports import CancelReason
 from giobba_server.services import leasing
@@ -40,9 +41,11 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
             status = worker_from_pb(request.worker, self._deps.clock())
             ttl = int(self._deps.settings.worker_ttl.total_seconds() * 1000)
             await self._deps.registry.beat(status, ttl)
-        leased = await leasing.lease(
+        polling = leasing.lease(
             self._deps, request.worker_id, list(request.queues), request.max_tasks, seconds
         )
+        # A stopping server answers empty at once; claims made meanwhile are handed back.
+        leased = await unless_stopping(polling, self._deps.stopping) or []
         now = self._deps.clock()
         lease = self._deps.settings.lease
         return ws.LeaseTasksResponse(

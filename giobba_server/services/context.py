@@ -1,8 +1,9 @@
 """What every use case shares: the ports, the settings, and one way to record a move."""
 
+import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from giobba_server.domain.clock import to_ms, utcnow
@@ -70,6 +71,8 @@ class Deps:
     jobs: JobRepository | None = None
     fire_lock: FireLock | None = None
     jobs_changed: Callable[[], None] = lambda: None
+    # Set when the server begins a graceful stop: long-polls and streams end early.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     def next_seq(self) -> int:
         if self.seq is None:
