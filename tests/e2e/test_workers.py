@@ -202,7 +202,7 @@ def test_handler_holding_the_gil_keeps_its_lease(lease5: Stack) -> None:
     st = lease5
     worker(st)
     worker(st)
-    task_id = st.client().add_task("hold_gil", {"seconds": 9}, max_retries=3).id
+    task_id = st.client().add_task("hold_gil", {"seconds": 12}, max_retries=3).id
     task = final(st, task_id, timeout=90)
     assert task.state == TaskState.COMPLETED
     begun, done = runs(st, task_id, "start")[0], runs(st, task_id, "done")[0]

@@ -94,7 +94,7 @@ def hold_gil(ctx: TaskContext, task: Task) -> dict[str, Any]:
     """One long C call that never releases the GIL: sum() over a range runs in C with no
     bytecode boundary, so no other thread of this process runs until it returns."""
     record(task, "start", ctx.attempt, ctx.lease_token)
-    probe = 2_000_000
+    probe = 30_000_000  # long enough to calibrate well on a busy machine
     began = time.perf_counter()
     sum(range(probe))
     rate = probe / max(time.perf_counter() - began, 1e-6)
