@@ -68,7 +68,9 @@ class BeatProcess:
         self._last_beat = True
 
     def start(self) -> None:
-        argv = [sys.executable, "-m", "giobba_client._beat_process", self._server, str(os.getpid())]
+        # `-c`, not `-m`: running a module that the package already imported makes Python
+        # warn about a double import.
+        argv = [sys.executable, "-c", _ENTRY, self._server, str(os.getpid())]
         self._child = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
         )
@@ -183,6 +185,8 @@ def main(argv: list[str]) -> int:
     server, parent = argv[0], int(argv[1])
     return _Child(server, parent, sys.stdout).run(sys.stdin)
 
+
+_ENTRY = "import sys; from giobba_client._beat_process import main; sys.exit(main(sys.argv[1:]))"
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
