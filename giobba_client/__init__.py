@@ -15,7 +15,16 @@ from giobba_client.errors import (
     Unimplemented,
 )
 from giobba_client.handlers import Handlers
-from giobba_client.models import Activity, Task, TaskPage, TaskState, WaitResult, WorkerInfo
+from giobba_client.models import (
+    Activity,
+    Job,
+    JobPage,
+    Task,
+    TaskPage,
+    TaskState,
+    WaitResult,
+    WorkerInfo,
+)
 from giobba_client.worker import Worker
 
 __all__ = [
@@ -30,6 +39,8 @@ __all__ = [
     "HandlerResult",
     "Handlers",
     "InvalidArgument",
+    "Job",
+    "JobPage",
     "LeaseLost",
     "NoRetry",
     "NotFound",
