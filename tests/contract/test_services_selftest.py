@@ -68,11 +68,9 @@ def test_mongo_round_trip(mongo_server: MongoServer, mongo_database: str) -> Non
 
 
 @pytest.mark.mongo
-def test_mongo_stop_start_keeps_port_and_data(
-    mongo_server: MongoServer, mongo_database: str
-) -> None:
-    if not mongo_server.can_stop:
-        pytest.skip("the MongoDB server given by GIOBBA_TEST_MONGO_URL can't be stopped")
+def test_mongo_stop_start_keeps_port_and_data(stoppable_mongo: MongoServer) -> None:
+    mongo_server, mongo_database = stoppable_mongo, MongoServer.database_name()
+    assert mongo_server.can_stop
     port = mongo_server.port
     client = _mongo_client(mongo_server.url)
     try:

@@ -89,8 +89,10 @@ def test_redis_flushed_with_500_pending_then_restart_runs_each_once(
 
 
 def test_mongodb_down_answers_unavailable_and_recovers_without_restart(
-    tmp_path: Path, urls: tuple[str, str], mongo_server: MongoServer
+    tmp_path: Path, clean_redis: RedisServer, stoppable_mongo: MongoServer
 ) -> None:
+    mongo_server = stoppable_mongo
+    urls = (f"{mongo_server.url.rstrip('/')}/outage", clean_redis.url)
     with _servers(tmp_path, urls, 1) as (st,):
         client = st.client()
         before = client.add_task("echo", {"n": 1})

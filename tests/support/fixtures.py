@@ -18,7 +18,7 @@ from tests.support.services import (
     require_service,
 )
 
-__all__ = ["clean_redis", "mongo_database", "mongo_server", "redis_server"]
+__all__ = ["clean_redis", "mongo_database", "mongo_server", "redis_server", "stoppable_mongo"]
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +38,22 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture(scope="session")
 def mongo_server() -> Iterator[MongoServer]:
     server = MongoServer()
+    try:
+        server.start()
+    except ServiceUnavailableError as exc:
+        server.close()
+        require_service("mongo", str(exc))
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def stoppable_mongo() -> Iterator[MongoServer]:
+    """A local FerretDB of this test's own, even when GIOBBA_TEST_MONGO_URL names an
+    external server: outage tests stop and start it."""
+    server = MongoServer(use_env=False)
     try:
         server.start()
     except ServiceUnavailableError as exc:
