@@ -1,5 +1,7 @@
 """AsyncClient: one method per RPC, plain values in and out."""
 
+import asyncio
+import contextlib
 import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -12,7 +14,7 @@ from giobba_client._gen.giobba.v1 import job_service_pb2_grpc as js_grpc
 from giobba_client._gen.giobba.v1 import task_service_pb2 as ts
 from giobba_client._gen.giobba.v1 import task_service_pb2_grpc as ts_grpc
 from giobba_client._gen.giobba.v1 import worker_service_pb2_grpc as ws_grpc
-from giobba_client.errors import GiobbaError, from_rpc_error
+from giobba_client.errors import DeadlineExceeded, GiobbaError, Unavailable, from_rpc_error
 from giobba_client.models import (
     Activity,
     Job,
@@ -38,6 +40,16 @@ CHANNEL_OPTIONS = [
     ("grpc.http2.max_pings_without_data", 0),
 ]
 T = TypeVar("T")
+
+
+class _Dropped(GiobbaError):
+    """A stream cut by the transport (server gone mid-stream), not refused by the server."""
+
+
+async def _pause(seconds: float) -> None:
+    """Wait without a timer-only sleep (a never-set event with a deadline)."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.Event().wait(), seconds)
 
 
 def default_server() -> str:
@@ -155,8 +167,42 @@ class AsyncClient:
         task_ids: Sequence[str] = (),
         job_id: str = "",
         states: Sequence[TaskState | str] = (),
+        resume: bool = False,
+        retry_cap: float = 2.0,
     ) -> AsyncGenerator[Activity, None]:
-        """Replay from `from_cursor` (None: live only), then follow live."""
+        """Replay from `from_cursor` (None: live only), then follow live.
+
+        With `resume=True` a dropped stream (server restarting, network gone, the server
+        stopping gracefully) is reopened from the cursor of the last event yielded, with
+        a capped backoff, until the caller stops iterating: nothing is missed or repeated
+        as long as the server still retains that cursor (a cursor older than the retained
+        history raises FailedPrecondition). Before the first event of a live-only watch
+        there is no cursor to resume from, so it resumes live-only.
+        """
+        cursor = from_cursor
+        delay = 0.0
+        while True:
+            try:
+                async for event in self._watch_once(cursor, queues, task_ids, job_id, states):
+                    cursor, delay = event.cursor, 0.0
+                    yield event
+            except (Unavailable, DeadlineExceeded, _Dropped):
+                if not resume:
+                    raise
+            else:
+                if not resume:
+                    return
+            delay = min(max(delay * 2, 0.05), retry_cap)
+            await _pause(delay)
+
+    async def _watch_once(
+        self,
+        from_cursor: int | None,
+        queues: Sequence[str],
+        task_ids: Sequence[str],
+        job_id: str,
+        states: Sequence[TaskState | str],
+    ) -> AsyncGenerator[Activity, None]:
         request = ts.WatchActivitiesRequest(
             from_cursor=from_cursor or 0,
             live_only=from_cursor is None,
@@ -170,6 +216,8 @@ class AsyncClient:
             async for reply in stream:
                 yield conv.activity(reply.activity)
         except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL):
+                raise _Dropped(exc.details() or exc.code().name) from None
             raise from_rpc_error(exc) from None
         finally:
             stream.cancel()

@@ -32,11 +32,19 @@ class Backends:
             await closer()
 
 
-def _embedded_live() -> tuple[Broker, Feed, Registry]:
+async def _embedded_live(
+    config: Config, closers: list[Callable[[], Awaitable[None]]]
+) -> tuple[Broker, Feed, Registry]:
     from giobba_server.broker.memory import MemoryBroker  # noqa: PLC0415
-    from giobba_server.broker.memory_feed import MemoryFeed, MemoryRegistry  # noqa: PLC0415
+    from giobba_server.broker.memory_feed import MemoryRegistry  # noqa: PLC0415
+    from giobba_server.store.sqlite_feed import SqliteFeed, feed_path  # noqa: PLC0415
 
-    return MemoryBroker(), MemoryFeed(), MemoryRegistry()
+    # The feed outlives the process (a file beside the SQLite repository's, or beside
+    # ~/.giobba/giobba.db when the repository is MongoDB), so cursors survive a restart.
+    feed = SqliteFeed(feed_path(config.database.sqlite_path), config.feed_retention)
+    await feed.open()
+    closers.append(feed.close)
+    return MemoryBroker(), feed, MemoryRegistry()
 
 
 async def _live(
@@ -46,7 +54,7 @@ async def _live(
         from giobba_server.broker.redis_backend import open_redis  # noqa: PLC0415
 
         return await open_redis(config, closers)
-    return _embedded_live()
+    return await _embedded_live(config, closers)
 
 
 async def _repository(config: Config, closers: list[Callable[[], Awaitable[None]]]) -> Repository:

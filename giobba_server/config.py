@@ -61,6 +61,17 @@ class BrokerConfig:
 
 
 @dataclass(frozen=True)
+class CallbackConfig:
+    secret: str = field(default="", repr=False)  # HMAC-SHA256 key; "" = unsigned
+    max_attempts: int = 8
+    connect_timeout: timedelta = timedelta(seconds=5)
+    read_timeout: timedelta = timedelta(seconds=10)
+    retry_base: timedelta = timedelta(seconds=1)
+    retry_cap: timedelta = timedelta(minutes=5)
+    concurrency: int = 32
+
+
+@dataclass(frozen=True)
 class Config:
     listen: str = DEFAULT_LISTEN
     queues: tuple[str, ...] = ("default",)
@@ -72,6 +83,10 @@ class Config:
     retry_base: timedelta = timedelta(seconds=1)
     retry_cap: timedelta = timedelta(minutes=10)
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json"
+    feed_retention: int = 100_000  # activity events kept for replay
+    metrics_listen: str = ""  # HOST:PORT of the Prometheus endpoint; "" = off
+    callbacks: CallbackConfig = CallbackConfig()
     timezone: str = "UTC"  # IANA zone of jobs created without one
     database: DatabaseConfig = DatabaseConfig()
     broker: BrokerConfig = BrokerConfig()
@@ -157,6 +172,9 @@ _ENV = {
     "GIOBBA_BROKER_DB": ("broker", "db"),
     "GIOBBA_LISTEN": ("server", "listen"),
     "GIOBBA_LOG_LEVEL": ("log", "level"),
+    "GIOBBA_LOG_FORMAT": ("log", "format"),
+    "GIOBBA_CALLBACKS_SECRET": ("callbacks", "secret"),
+    "GIOBBA_METRICS_LISTEN": ("metrics", "listen"),
 }
 
 
@@ -200,6 +218,9 @@ KNOWN = {
     "server",
     "retry",
     "timezone",
+    "feed",
+    "callbacks",
+    "metrics",
 }
 
 
@@ -225,9 +246,19 @@ def build_config(raw: Mapping[str, Any]) -> Config:
         queues = [q.strip() for q in queues.split(",") if q.strip()]
     if not isinstance(queues, list) or not queues:
         raise ConfigError("queues", "must be a non-empty list of queue names")
-    level = str(_section(raw, "log").get("level", "INFO")).upper()
+    log = _section(raw, "log")
+    _known("log", log, {"level", "format"})
+    level = str(log.get("level", "INFO")).upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError("log.level", f"must be DEBUG, INFO, WARNING or ERROR, got {level!r}")
+    log_format = str(log.get("format", "text")).lower()
+    if log_format not in ("text", "json"):
+        raise ConfigError("log.format", f"must be text or json, got {log_format!r}")
+    feed = _section(raw, "feed")
+    _known("feed", feed, {"retention"})
+    metrics = _section(raw, "metrics")
+    _known("metrics", metrics, {"listen"})
+    metrics_listen = _str("metrics.listen", metrics.get("listen") or "")
     defaults = Config()
     return Config(
         listen=check_listen(
@@ -243,9 +274,36 @@ def build_config(raw: Mapping[str, Any]) -> Config:
         retry_base=parse_span("retry.base", retry.get("base", 1)),
         retry_cap=parse_span("retry.cap", retry.get("cap", 600)),
         log_level=level,
+        log_format=log_format,
+        feed_retention=_int("feed.retention", feed.get("retention", 100_000), 10, 100_000_000),
+        metrics_listen=check_listen("metrics.listen", metrics_listen) if metrics_listen else "",
+        callbacks=_callbacks(_section(raw, "callbacks")),
         timezone=_timezone(raw.get("timezone", "UTC")),
         database=_database(_section(raw, "database")),
         broker=_broker(_section(raw, "broker")),
+    )
+
+
+_CALLBACK_KEYS = {"secret", "maxAttempts", "connectTimeout", "readTimeout"}
+_CALLBACK_KEYS |= {"retryBase", "retryCap", "concurrency"}
+
+
+def _callbacks(raw: Mapping[str, Any]) -> CallbackConfig:
+    _known("callbacks", raw, _CALLBACK_KEYS)
+    d = CallbackConfig()
+
+    def span(key: str, default: timedelta) -> timedelta:
+        value = raw.get(key)
+        return default if value is None else parse_span(f"callbacks.{key}", value)
+
+    return CallbackConfig(
+        secret=_str("callbacks.secret", raw.get("secret") or ""),
+        max_attempts=_int("callbacks.maxAttempts", raw.get("maxAttempts", d.max_attempts), 1, 100),
+        connect_timeout=span("connectTimeout", d.connect_timeout),
+        read_timeout=span("readTimeout", d.read_timeout),
+        retry_base=span("retryBase", d.retry_base),
+        retry_cap=span("retryCap", d.retry_cap),
+        concurrency=_int("callbacks.concurrency", raw.get("concurrency", d.concurrency), 1, 1000),
     )
 
 

@@ -69,4 +69,4 @@ async def open_redis(
     broker = RedisBroker(client)
     closers.append(client.aclose)
     closers.append(broker.close)  # closers run in reverse: the subscriber goes first
-    return broker, RedisFeed(client), RedisRegistry(client)
+    return broker, RedisFeed(client, config.feed_retention), RedisRegistry(client)

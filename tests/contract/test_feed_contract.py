@@ -3,8 +3,9 @@
 import asyncio
 import itertools
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
@@ -21,9 +22,10 @@ from giobba_server.domain.clock import from_ms
 from giobba_server.domain.errors import FailedPrecondition
 from giobba_server.domain.ports import ActivityEvent, Feed, Registry, WorkerStatus
 from giobba_server.domain.task import TaskState
+from giobba_server.store.sqlite_feed import SqliteFeed
 from tests.contract.conftest import Clock
 
-FeedFactory = Callable[[int], Feed]
+FeedFactory = Callable[[int], Awaitable[Feed]]
 
 
 def event(n: int, state: TaskState = TaskState.RUNNING) -> ActivityEvent:
@@ -55,8 +57,8 @@ class FeedContract:
         raise NotImplementedError
 
     @pytest.fixture
-    def feed(self, make_feed: FeedFactory) -> Feed:
-        return make_feed(100_000)
+    async def feed(self, make_feed: FeedFactory) -> Feed:
+        return await make_feed(100_000)
 
     async def test_cursors_strictly_increase(self, feed: Feed) -> None:
         assert await feed.head() == 0
@@ -116,7 +118,7 @@ class FeedContract:
         assert got.task_id != "task-1"
 
     async def test_cursor_older_than_retention_is_refused(self, make_feed: FeedFactory) -> None:
-        feed = make_feed(10)
+        feed = await make_feed(10)
         await feed.publish([event(0)])
         first = await feed.head()
         for n in range(1, 60):
@@ -147,14 +149,57 @@ class FeedContract:
 class TestMemoryFeed(FeedContract):
     @pytest.fixture
     def make_feed(self) -> FeedFactory:
-        return MemoryFeed
+        async def make(retention: int) -> Feed:
+            return MemoryFeed(retention)
+
+        return make
+
+
+class TestSqliteFeed(FeedContract):
+    @pytest.fixture
+    async def make_feed(self, tmp_path: Path) -> AsyncIterator[FeedFactory]:
+        opened: list[SqliteFeed] = []
+
+        async def make(retention: int) -> Feed:
+            feed = SqliteFeed(str(tmp_path / f"feed-{len(opened)}.db"), retention)
+            opened.append(feed)
+            await feed.open()
+            return feed
+
+        yield make
+        for feed in opened:
+            await feed.close()
+
+    async def test_cursors_continue_after_reopening(self, tmp_path: Path) -> None:
+        path = str(tmp_path / "durable.db")
+        feed = SqliteFeed(path, 20)
+        await feed.open()
+        for n in range(50):
+            await feed.publish([event(n)])
+        before = await take(feed.watch(0), 20)
+        await feed.close()
+        again = SqliteFeed(path, 20)
+        await again.open()
+        try:
+            assert await again.head() == before[-1].cursor
+            assert await take(again.watch(0), 20) == before
+            with pytest.raises(FailedPrecondition, match="older than the retained history"):
+                await anext(again.watch(1))
+            await again.publish([event(99)])
+            [new] = await take(again.watch(before[-1].cursor), 1)
+            assert new.cursor == before[-1].cursor + 1
+        finally:
+            await again.close()
 
 
 @pytest.mark.redis
 class TestRedisFeed(FeedContract):
     @pytest.fixture
     def make_feed(self, redis_client: Redis) -> FeedFactory:
-        return lambda retention: RedisFeed(redis_client, retention, block_ms=1000)
+        async def make(retention: int) -> Feed:
+            return RedisFeed(redis_client, retention, block_ms=1000)
+
+        return make
 
     async def test_events_are_announced_on_the_seed_channel(
         self, feed: Feed, redis_client: Redis
