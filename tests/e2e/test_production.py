@@ -43,6 +43,7 @@ def _servers(tmp: Path, urls: tuple[str, str], count: int) -> Iterator[list[Stac
         yield servers
 
 
+@pytest.mark.timeout(900)  # 5,000 real tasks through FerretDB on a shared 2-core machine
 def test_two_servers_two_workers_run_5000_tasks_exactly_once_in_priority_order(
     tmp_path: Path, urls: tuple[str, str]
 ) -> None:
