@@ -40,7 +40,7 @@ lint: setup
 pytest: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test: setup services lint proto-breaking pytest
+test: setup services lint proto-breaking workers-check pytest
 
 proto-lint:
 	$(BUF) lint
@@ -66,7 +66,7 @@ node-deps: $(NODE_DEPS)
 # The Go and Node workers the conformance kit runs (Go modules and npm packages come from
 # their registries on a fresh machine).
 go-worker:
-	cd workers/go && $(GO) build -o bin/giobba-worker ./cmd/giobba-worker
+	cd workers/go && $(GO) build -o bin/ ./cmd/...
 
 node-worker: $(NODE_DEPS)
 	cd workers/node && $(NPM) run --silent build

@@ -208,7 +208,8 @@ class Worker:
                 log.warning("lease failed (%s); retrying in %.1fs", exc.code().name, backoff)
                 await _wait(self._stopping, backoff)
                 continue
-            for item in leased or []:
+            # A stop that wins the race yields True from stopping.wait(), not a list.
+            for item in leased if isinstance(leased, list) else []:
                 run = asyncio.create_task(self._execute(stub, item))
                 runs.add(run)
                 run.add_done_callback(runs.discard)

@@ -7,7 +7,7 @@ TypeScript workers implement the same names with the same meaning.
 import json
 from typing import Any
 
-from giobba_client import Cancelled, Handlers, Task, TaskContext
+from giobba_client import Cancelled, Handlers, NoRetry, Task, TaskContext
 
 handlers = Handlers()
 
@@ -35,8 +35,11 @@ def sleep(ctx: TaskContext, task: Task) -> dict[str, Any]:
 
 @handlers("fail")
 def fail(ctx: TaskContext, task: Task) -> dict[str, Any]:
-    """Always fails, with the payload's `message`."""
-    raise RuntimeError(str(task.payload.get("message", "failed on purpose")))
+    """Always fails, with the payload's `message`; for good (no retry) with `no_retry`."""
+    message = str(task.payload.get("message", "failed on purpose"))
+    if task.payload.get("no_retry"):
+        raise NoRetry(message)
+    raise RuntimeError(message)
 
 
 @handlers("process")
