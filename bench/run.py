@@ -38,6 +38,10 @@ def _backend(name: str, tmp: Path) -> Iterator[tuple[Stack, RedisServer | None]]
         with stack(tmp, config=BENCH_CONFIG) as st:
             yield st, None
         return
+    if name == "redis-sqlite":  # isolates the Redis broker from the MongoDB-wire server
+        with RedisServer() as redis, stack(tmp, broker_url=redis.url, config=BENCH_CONFIG) as st:
+            yield st, redis
+        return
     with RedisServer() as redis, MongoServer() as mongo:
         url = f"{mongo.url.rstrip('/')}/{mongo.database_name()}"
         with stack(tmp, database_url=url, broker_url=redis.url, config=BENCH_CONFIG) as st:
@@ -123,7 +127,7 @@ def run_backend(name: str, tasks: int, eta_tasks: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--backends", default="embedded,redis-mongo")
+    parser.add_argument("--backends", default="embedded,redis-sqlite,redis-mongo")
     parser.add_argument("--tasks", type=int, default=3000)
     parser.add_argument("--eta-tasks", type=int, default=100)
     args = parser.parse_args()
