@@ -153,6 +153,13 @@ def task(message: pb.Task) -> Task:
         pending_reason=pb.PendingReason.Name(message.pending_reason).removeprefix("PENDING_REASON_")
         if message.pending_reason
         else "",
+        callback_status=pb.CallbackStatus.Name(message.callback_status).removeprefix(
+            "CALLBACK_STATUS_"
+        )
+        if message.callback_status
+        else "",
+        callback_attempts=message.callback_attempts,
+        callback_error=message.callback_error,
     )
 
 

@@ -3,7 +3,7 @@ loop thread, so both share one implementation and behave the same."""
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Generator, Sequence
 from typing import Any, TypeVar
 
 from giobba_client.aio import DEFAULT_TIMEOUT, AsyncClient
@@ -85,7 +85,8 @@ class Client:
 
     def watch_activities(
         self, from_cursor: int | None = None, **filters: Any
-    ) -> Iterator[Activity]:
+    ) -> Generator[Activity, None, None]:
+        """See AsyncClient.watch_activities (filters, `resume=True`)."""
         stream = self._async.watch_activities(from_cursor, **filters)
         try:
             while True:

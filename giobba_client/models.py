@@ -50,6 +50,11 @@ class Task:
     retry_backoff: timedelta | None
     attempts: int
     pending_reason: str
+    # The HTTP callback owed by how the task ended: "" (none), PENDING, DELIVERED or
+    # FAILED, with the POST attempts made and the last attempt's error.
+    callback_status: str = ""
+    callback_attempts: int = 0
+    callback_error: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The seed's field names in snake_case, times as ISO-8601 UTC."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from giobba_server.config import Config
 from giobba_server.domain.job_ports import FireLock, JobRepository
+from giobba_server.domain.outbox import Outbox
 from giobba_server.domain.ports import Broker, Feed, Registry, Repository
 from giobba_server.domain.signals import Signals
 
@@ -26,6 +27,8 @@ class Backends:
     locks: FireLock | None = None
     # Cancel pushes between servers (kills reach a worker's stream wherever it is).
     signals: Signals | None = None
+    # Callbacks owed, stored with the repository.
+    outbox: Outbox | None = None
 
     async def close(self) -> None:
         for closer in reversed(self.closers):
@@ -103,6 +106,25 @@ async def _signals(config: Config, closers: list[Callable[[], Awaitable[None]]])
     return MemorySignals()
 
 
+async def _outbox(repo: Repository) -> Outbox:
+    """The outbox lives in the repository's store and goes through its write path."""
+    from giobba_server.store.sqlite import SqliteRepository  # noqa: PLC0415
+
+    if isinstance(repo, SqliteRepository):
+        from giobba_server.store.sqlite_outbox import SqliteOutbox  # noqa: PLC0415
+
+        embedded = SqliteOutbox(repo)
+        await embedded.open()
+        return embedded
+    from giobba_server.store.mongo import MongoRepository  # noqa: PLC0415
+    from giobba_server.store.mongo_outbox import MongoOutbox  # noqa: PLC0415
+
+    assert isinstance(repo, MongoRepository)
+    production = MongoOutbox(repo)
+    await production.open()
+    return production
+
+
 async def open_backends(config: Config) -> Backends:
     closers: list[Callable[[], Awaitable[None]]] = []
     repo = await _repository(config, closers)
@@ -111,8 +133,9 @@ async def open_backends(config: Config) -> Backends:
         jobs = await _jobs(config, closers)
         locks = await _locks(config, closers)
         signals = await _signals(config, closers)
+        outbox = await _outbox(repo)
     except BaseException:
         for closer in reversed(closers):
             await closer()
         raise
-    return Backends(broker, repo, feed, registry, closers, jobs, locks, signals)
+    return Backends(broker, repo, feed, registry, closers, jobs, locks, signals, outbox)

@@ -21,9 +21,11 @@ from giobba_server.adapters import Backends, open_backends
 from giobba_server.api.job_servicer import JobServicer
 from giobba_server.api.task_servicer import TaskServicer
 from giobba_server.api.worker_servicer import WorkerServicer
+from giobba_server.broker.memory_lock import MemoryFireLock
 from giobba_server.config import Config, ConfigError
 from giobba_server.domain.clock import utcnow
 from giobba_server.domain.ports import WorkerStatus
+from giobba_server.scheduler.callbacks import CallbackLoop, DeliverySettings
 from giobba_server.scheduler.cron import CronLoop
 from giobba_server.scheduler.reaper import Reaper
 from giobba_server.services.cancels import CancelHub
@@ -55,6 +57,7 @@ class App:
     port: int
     backends: Backends
     cron: CronLoop | None = None
+    callbacks: CallbackLoop | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -69,6 +72,23 @@ def _settings(config: Config, server_id: str) -> Settings:
         worker_ttl=config.lock_duration,
         default_timezone=config.timezone,
     )
+
+
+def _callbacks(config: Config, backends: Backends) -> CallbackLoop | None:
+    if backends.outbox is None:
+        return None
+    c = config.callbacks
+    settings = DeliverySettings(
+        secret=c.secret,
+        max_attempts=c.max_attempts,
+        connect_timeout=c.connect_timeout,
+        read_timeout=c.read_timeout,
+        retry_base=c.retry_base,
+        retry_cap=c.retry_cap,
+        concurrency=c.concurrency,
+    )
+    lock = backends.locks or MemoryFireLock()
+    return CallbackLoop(backends.outbox, backends.repo, lock, settings)
 
 
 async def build(config: Config) -> App:
@@ -88,6 +108,8 @@ async def build(config: Config) -> App:
     deps.jobs, deps.fire_lock = backends.jobs, backends.locks
     cron = CronLoop(deps, cap=config.jobs_timeout_refresh.total_seconds())
     deps.jobs_changed = cron.poke
+    callbacks = _callbacks(config, backends)
+    deps.callbacks = callbacks
     await reconcile(deps)
     server = grpc.aio.server(options=SERVER_OPTIONS)
     ts_grpc.add_TaskServiceServicer_to_server(TaskServicer(deps), server)
@@ -108,7 +130,7 @@ async def build(config: Config) -> App:
         raise ConfigError("server.listen", f"cannot listen on {config.listen}")
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return App(config, deps, reaper, server, port, backends, cron)
+    return App(config, deps, reaper, server, port, backends, cron, callbacks)
 
 
 async def _beat(app: App, started: asyncio.Event) -> None:
@@ -145,6 +167,8 @@ async def start(app: App) -> None:
         app.tasks.append(asyncio.create_task(app.deps.cancels.run(), name="cancel-push"))
     if app.cron is not None:
         app.tasks.append(asyncio.create_task(app.cron.run(), name="cron"))
+    if app.callbacks is not None:
+        app.tasks.append(asyncio.create_task(app.callbacks.run(), name="callbacks"))
     beating = asyncio.Event()
     app.tasks.append(asyncio.create_task(_beat(app, beating), name="server-heartbeat"))
     await beating.wait()

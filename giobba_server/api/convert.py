@@ -38,6 +38,11 @@ REASON_TO_PB = {
     "PARENT": pb.PENDING_REASON_PARENT,
     "RETRY": pb.PENDING_REASON_RETRY,
 }
+CALLBACK_TO_PB = {
+    "PENDING": pb.CALLBACK_STATUS_PENDING,
+    "DELIVERED": pb.CALLBACK_STATUS_DELIVERED,
+    "FAILED": pb.CALLBACK_STATUS_FAILED,
+}
 # Timestamp.seconds must stay within years 0001-9999 (the proto's documented range).
 _MIN_SECONDS, _MAX_SECONDS = -62135596800, 253402300799
 
@@ -136,6 +141,9 @@ def task_to_pb(task: Task, now: datetime) -> pb.Task:
         retry_backoff=dur(task.retry_backoff),
         attempts=task.attempts,
         pending_reason=REASON_TO_PB[reason.value] if reason else pb.PENDING_REASON_UNSPECIFIED,
+        callback_status=CALLBACK_TO_PB.get(task.callback_status, pb.CALLBACK_STATUS_UNSPECIFIED),
+        callback_attempts=task.callback_attempts,
+        callback_error=task.callback_error,
     )
 
 

@@ -186,6 +186,10 @@ class Repository(Protocol):
     async def live(self, after_id: str, limit: int) -> list[Task]:
         """PENDING and RUNNING tasks ordered by id, for recovery."""
 
+    async def record_callback(self, task_id: str, status: str, attempts: int, error: str) -> None:
+        """Set the task's callback_status/attempts/error and nothing else: no version
+        bump, no state change (a terminal task is never moved again)."""
+
     async def close(self) -> None: ...
 
 

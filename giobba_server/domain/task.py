@@ -84,6 +84,11 @@ class Task:
     worker_id: str = ""
     callback: str = ""
     callback_err: str = ""
+    # The callback owed by how the task ended: "" (none), PENDING, DELIVERED or FAILED,
+    # with the attempts made and the last error. Written by the delivery loop alone.
+    callback_status: str = ""
+    callback_attempts: int = 0
+    callback_error: str = ""
     timeout: timedelta | None = None
     retry_backoff: timedelta | None = None
     lease_token: str = ""

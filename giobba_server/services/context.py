@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from giobba_server.domain.clock import to_ms, utcnow
 from giobba_server.domain.job_ports import FireLock, JobRepository
+from giobba_server.domain.outbox import CallbackQueue
 from giobba_server.domain.ports import (
     ActivityEvent,
     Broker,
@@ -71,6 +72,10 @@ class Deps:
     jobs: JobRepository | None = None
     fire_lock: FireLock | None = None
     jobs_changed: Callable[[], None] = lambda: None
+    # Callbacks owed by terminal moves go through the outbox to the delivery loop.
+    callbacks: CallbackQueue | None = None
+    # Told of every recorded move (metrics): the task before and after, and the kind.
+    observe: Callable[[Task, Task, str], None] = lambda before, after, kind: None
     # Set when the server begins a graceful stop: long-polls and streams end early.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -119,4 +124,5 @@ async def record(deps: Deps, before: Task, after: Task, kind: str) -> Task:
     """Persist a move the broker made, then announce it."""
     await deps.repo.save(after)
     await deps.feed.publish([event(after, before.state, kind, after.updated_at)])
+    deps.observe(before, after, kind)
     return after

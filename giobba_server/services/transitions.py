@@ -2,6 +2,7 @@
 
 from datetime import datetime
 
+from giobba_server.domain.callback import CallbackStatus, entry_for
 from giobba_server.domain.clock import to_ms
 from giobba_server.domain.errors import FailedPrecondition, NotFound
 from giobba_server.domain.ports import RevokeOutcome
@@ -35,7 +36,14 @@ async def finish_terminal(
         scheduler_id=deps.settings.server_id,
         **changes,
     )
+    owed = entry_for(after, to_ms(now)) if deps.callbacks is not None else None
+    if owed is not None and deps.callbacks is not None:
+        after = after.evolve(callback_status=CallbackStatus.PENDING.value)
+        # Stored before the move is saved: a crash right after the save still delivers.
+        await deps.callbacks.stage(owed)
     await record(deps, task, after, state.value)
+    if owed is not None and deps.callbacks is not None:
+        deps.callbacks.ready(owed)
     await settle_children(deps, after)
     return after
 

@@ -352,6 +352,27 @@ class MongoRepository:
         found = await self.get_many([str(i) for i in entry.get("ids", [])])
         return sorted(found.values(), key=lambda t: (t.seq, t.id))
 
+    async def record_callback(self, task_id: str, status: str, attempts: int, error: str) -> None:
+        fields: dict[str, Any] = {
+            "callback_status": status,
+            "callback_attempts": attempts,
+            "callback_error": error,
+        }
+        await self.run_write(lambda: self._tasks.update_one({"_id": task_id}, {"$set": fields}))
+
+    async def run_write(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """One driver write through this repository's write queue (FerretDB's SQLite
+        backend refuses concurrent writers), with its busy retries and error mapping."""
+        result: T = await self._write(lambda: self._call(fn))
+        return result
+
+    async def run_read(self, fn: Callable[[], Awaitable[T]]) -> T:
+        return await self._call(fn)
+
+    def collection(self, suffix: str) -> AsyncCollection[Document]:
+        """A side collection named after the tasks collection (`tasks_outbox`, ...)."""
+        return self._tasks.database[f"{self._tasks.name}_{suffix}"]
+
     async def live(self, after_id: str, limit: int) -> list[Task]:
         where = {"state": {"$in": _LIVE}, "_id": {"$gt": after_id}}
         cursor = self._tasks.find(where).sort("_id", ASCENDING).limit(limit)

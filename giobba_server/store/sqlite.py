@@ -226,6 +226,23 @@ class SqliteRepository:
         rows = await self._call(lambda: self._db().execute(sql, args).fetchall())
         return [_decode(doc) for (doc,) in rows]
 
+    async def record_callback(self, task_id: str, status: str, attempts: int, error: str) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE tasks SET doc = json_set(doc, '$.callback_status', ?,"
+                " '$.callback_attempts', ?, '$.callback_error', ?) WHERE id = ?",
+                (status, attempts, error, task_id),
+            )
+
+        await self._write(op)
+
+    async def run_write(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `op` in the next group commit (for the outbox sharing this database)."""
+        return await self._write(op)
+
+    async def run_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._call(lambda: fn(self._db()))
+
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)

@@ -36,6 +36,13 @@ class PendingReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PENDING_REASON_PARENT: _ClassVar[PendingReason]
     PENDING_REASON_RETRY: _ClassVar[PendingReason]
 
+class CallbackStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CALLBACK_STATUS_UNSPECIFIED: _ClassVar[CallbackStatus]
+    CALLBACK_STATUS_PENDING: _ClassVar[CallbackStatus]
+    CALLBACK_STATUS_DELIVERED: _ClassVar[CallbackStatus]
+    CALLBACK_STATUS_FAILED: _ClassVar[CallbackStatus]
+
 class ActivityKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     ACTIVITY_KIND_UNSPECIFIED: _ClassVar[ActivityKind]
@@ -70,6 +77,10 @@ PENDING_REASON_ETA: PendingReason
 PENDING_REASON_MANUAL: PendingReason
 PENDING_REASON_PARENT: PendingReason
 PENDING_REASON_RETRY: PendingReason
+CALLBACK_STATUS_UNSPECIFIED: CallbackStatus
+CALLBACK_STATUS_PENDING: CallbackStatus
+CALLBACK_STATUS_DELIVERED: CallbackStatus
+CALLBACK_STATUS_FAILED: CallbackStatus
 ACTIVITY_KIND_UNSPECIFIED: ActivityKind
 ACTIVITY_KIND_CREATED: ActivityKind
 ACTIVITY_KIND_STARTED: ActivityKind
@@ -121,7 +132,7 @@ class TaskSpec(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., payload: _Optional[str] = ..., queue: _Optional[str] = ..., priority: _Optional[int] = ..., eta: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_mode: _Optional[_Union[StartMode, str]] = ..., parent_id: _Optional[str] = ..., max_retries: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., callback: _Optional[str] = ..., callback_err: _Optional[str] = ..., schedule: _Optional[str] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_backoff: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., timezone: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("id", "name", "payload", "queue", "state", "eta", "priority", "start_mode", "parent_id", "schedule", "is_schedule_active", "job_id", "error", "created_at", "updated_at", "started_at", "completed_at", "expires_at", "result", "retries", "max_retries", "scheduler_id", "worker_id", "callback", "callback_err", "timeout", "retry_backoff", "attempts", "pending_reason")
+    __slots__ = ("id", "name", "payload", "queue", "state", "eta", "priority", "start_mode", "parent_id", "schedule", "is_schedule_active", "job_id", "error", "created_at", "updated_at", "started_at", "completed_at", "expires_at", "result", "retries", "max_retries", "scheduler_id", "worker_id", "callback", "callback_err", "timeout", "retry_backoff", "attempts", "pending_reason", "callback_status", "callback_attempts", "callback_error")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
@@ -151,6 +162,9 @@ class Task(_message.Message):
     RETRY_BACKOFF_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     PENDING_REASON_FIELD_NUMBER: _ClassVar[int]
+    CALLBACK_STATUS_FIELD_NUMBER: _ClassVar[int]
+    CALLBACK_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    CALLBACK_ERROR_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     payload: str
@@ -180,7 +194,10 @@ class Task(_message.Message):
     retry_backoff: _duration_pb2.Duration
     attempts: int
     pending_reason: PendingReason
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., payload: _Optional[str] = ..., queue: _Optional[str] = ..., state: _Optional[_Union[TaskState, str]] = ..., eta: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., priority: _Optional[int] = ..., start_mode: _Optional[_Union[StartMode, str]] = ..., parent_id: _Optional[str] = ..., schedule: _Optional[str] = ..., is_schedule_active: _Optional[bool] = ..., job_id: _Optional[str] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., result: _Optional[str] = ..., retries: _Optional[int] = ..., max_retries: _Optional[int] = ..., scheduler_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., callback: _Optional[str] = ..., callback_err: _Optional[str] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_backoff: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., attempts: _Optional[int] = ..., pending_reason: _Optional[_Union[PendingReason, str]] = ...) -> None: ...
+    callback_status: CallbackStatus
+    callback_attempts: int
+    callback_error: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., payload: _Optional[str] = ..., queue: _Optional[str] = ..., state: _Optional[_Union[TaskState, str]] = ..., eta: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., priority: _Optional[int] = ..., start_mode: _Optional[_Union[StartMode, str]] = ..., parent_id: _Optional[str] = ..., schedule: _Optional[str] = ..., is_schedule_active: _Optional[bool] = ..., job_id: _Optional[str] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., result: _Optional[str] = ..., retries: _Optional[int] = ..., max_retries: _Optional[int] = ..., scheduler_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., callback: _Optional[str] = ..., callback_err: _Optional[str] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retry_backoff: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., attempts: _Optional[int] = ..., pending_reason: _Optional[_Union[PendingReason, str]] = ..., callback_status: _Optional[_Union[CallbackStatus, str]] = ..., callback_attempts: _Optional[int] = ..., callback_error: _Optional[str] = ...) -> None: ...
 
 class Activity(_message.Message):
     __slots__ = ("cursor", "time", "task_id", "name", "queue", "old_state", "new_state", "worker_id", "attempt", "error", "kind", "job_id")
