@@ -203,6 +203,63 @@ func (PendingReason) EnumDescriptor() ([]byte, []int) {
 	return file_giobba_v1_task_proto_rawDescGZIP(), []int{2}
 }
 
+// CallbackStatus is where a task's HTTP callback stands.
+type CallbackStatus int32
+
+const (
+	// No callback for how the task ended (none configured, or not terminal yet).
+	CallbackStatus_CALLBACK_STATUS_UNSPECIFIED CallbackStatus = 0
+	// Queued, or waiting out a retry backoff after a network error, 5xx or 429.
+	CallbackStatus_CALLBACK_STATUS_PENDING CallbackStatus = 1
+	// The receiver answered 2xx.
+	CallbackStatus_CALLBACK_STATUS_DELIVERED CallbackStatus = 2
+	// Given up: a 4xx other than 429, or out of attempts (callbacks.maxAttempts).
+	CallbackStatus_CALLBACK_STATUS_FAILED CallbackStatus = 3
+)
+
+// Enum value maps for CallbackStatus.
+var (
+	CallbackStatus_name = map[int32]string{
+		0: "CALLBACK_STATUS_UNSPECIFIED",
+		1: "CALLBACK_STATUS_PENDING",
+		2: "CALLBACK_STATUS_DELIVERED",
+		3: "CALLBACK_STATUS_FAILED",
+	}
+	CallbackStatus_value = map[string]int32{
+		"CALLBACK_STATUS_UNSPECIFIED": 0,
+		"CALLBACK_STATUS_PENDING":     1,
+		"CALLBACK_STATUS_DELIVERED":   2,
+		"CALLBACK_STATUS_FAILED":      3,
+	}
+)
+
+func (x CallbackStatus) Enum() *CallbackStatus {
+	p := new(CallbackStatus)
+	*p = x
+	return p
+}
+
+func (x CallbackStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CallbackStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_giobba_v1_task_proto_enumTypes[3].Descriptor()
+}
+
+func (CallbackStatus) Type() protoreflect.EnumType {
+	return &file_giobba_v1_task_proto_enumTypes[3]
+}
+
+func (x CallbackStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CallbackStatus.Descriptor instead.
+func (CallbackStatus) EnumDescriptor() ([]byte, []int) {
+	return file_giobba_v1_task_proto_rawDescGZIP(), []int{3}
+}
+
 // TaskEvent kinds on the activity feed.
 type ActivityKind int32
 
@@ -258,11 +315,11 @@ func (x ActivityKind) String() string {
 }
 
 func (ActivityKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_giobba_v1_task_proto_enumTypes[3].Descriptor()
+	return file_giobba_v1_task_proto_enumTypes[4].Descriptor()
 }
 
 func (ActivityKind) Type() protoreflect.EnumType {
-	return &file_giobba_v1_task_proto_enumTypes[3]
+	return &file_giobba_v1_task_proto_enumTypes[4]
 }
 
 func (x ActivityKind) Number() protoreflect.EnumNumber {
@@ -271,7 +328,7 @@ func (x ActivityKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ActivityKind.Descriptor instead.
 func (ActivityKind) EnumDescriptor() ([]byte, []int) {
-	return file_giobba_v1_task_proto_rawDescGZIP(), []int{3}
+	return file_giobba_v1_task_proto_rawDescGZIP(), []int{4}
 }
 
 // WorkerKind distinguishes worker and server heartbeats.
@@ -308,11 +365,11 @@ func (x WorkerKind) String() string {
 }
 
 func (WorkerKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_giobba_v1_task_proto_enumTypes[4].Descriptor()
+	return file_giobba_v1_task_proto_enumTypes[5].Descriptor()
 }
 
 func (WorkerKind) Type() protoreflect.EnumType {
-	return &file_giobba_v1_task_proto_enumTypes[4]
+	return &file_giobba_v1_task_proto_enumTypes[5]
 }
 
 func (x WorkerKind) Number() protoreflect.EnumNumber {
@@ -321,7 +378,7 @@ func (x WorkerKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use WorkerKind.Descriptor instead.
 func (WorkerKind) EnumDescriptor() ([]byte, []int) {
-	return file_giobba_v1_task_proto_rawDescGZIP(), []int{4}
+	return file_giobba_v1_task_proto_rawDescGZIP(), []int{5}
 }
 
 // TaskSpec is what a producer submits. Only `name` is required.
@@ -546,6 +603,14 @@ type Task struct {
 	Attempts int32 `protobuf:"varint,28,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	// Set while PENDING.
 	PendingReason PendingReason `protobuf:"varint,29,opt,name=pending_reason,json=pendingReason,proto3,enum=giobba.v1.PendingReason" json:"pending_reason,omitempty"`
+	// The HTTP callback owed by how the task ended (`callback` on COMPLETED, `callback_err`
+	// on FAILED or KILLED). Recorded by the server's delivery loop; never changes `state`.
+	CallbackStatus CallbackStatus `protobuf:"varint,30,opt,name=callback_status,json=callbackStatus,proto3,enum=giobba.v1.CallbackStatus" json:"callback_status,omitempty"`
+	// POST attempts made so far.
+	CallbackAttempts int32 `protobuf:"varint,31,opt,name=callback_attempts,json=callbackAttempts,proto3" json:"callback_attempts,omitempty"`
+	// Why the last attempt failed ("HTTP 500", "timeout: ReadTimeout", ...); empty once
+	// delivered.
+	CallbackError string `protobuf:"bytes,32,opt,name=callback_error,json=callbackError,proto3" json:"callback_error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -781,6 +846,27 @@ func (x *Task) GetPendingReason() PendingReason {
 		return x.PendingReason
 	}
 	return PendingReason_PENDING_REASON_UNSPECIFIED
+}
+
+func (x *Task) GetCallbackStatus() CallbackStatus {
+	if x != nil {
+		return x.CallbackStatus
+	}
+	return CallbackStatus_CALLBACK_STATUS_UNSPECIFIED
+}
+
+func (x *Task) GetCallbackAttempts() int32 {
+	if x != nil {
+		return x.CallbackAttempts
+	}
+	return 0
+}
+
+func (x *Task) GetCallbackError() string {
+	if x != nil {
+		return x.CallbackError
+	}
+	return ""
 }
 
 // Activity is one state change.
@@ -1077,7 +1163,8 @@ const file_giobba_v1_task_proto_rawDesc = "" +
 	"\bschedule\x18\r \x01(\tR\bschedule\x123\n" +
 	"\atimeout\x18\x0e \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12>\n" +
 	"\rretry_backoff\x18\x0f \x01(\v2\x19.google.protobuf.DurationR\fretryBackoff\x12\x1a\n" +
-	"\btimezone\x18\x10 \x01(\tR\btimezone\"\xe8\b\n" +
+	"\btimezone\x18\x10 \x01(\tR\btimezone\"\x80\n" +
+	"\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -1114,7 +1201,10 @@ const file_giobba_v1_task_proto_rawDesc = "" +
 	"\atimeout\x18\x1a \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12>\n" +
 	"\rretry_backoff\x18\x1b \x01(\v2\x19.google.protobuf.DurationR\fretryBackoff\x12\x1a\n" +
 	"\battempts\x18\x1c \x01(\x05R\battempts\x12?\n" +
-	"\x0epending_reason\x18\x1d \x01(\x0e2\x18.giobba.v1.PendingReasonR\rpendingReason\"\x8c\x03\n" +
+	"\x0epending_reason\x18\x1d \x01(\x0e2\x18.giobba.v1.PendingReasonR\rpendingReason\x12B\n" +
+	"\x0fcallback_status\x18\x1e \x01(\x0e2\x19.giobba.v1.CallbackStatusR\x0ecallbackStatus\x12+\n" +
+	"\x11callback_attempts\x18\x1f \x01(\x05R\x10callbackAttempts\x12%\n" +
+	"\x0ecallback_error\x18  \x01(\tR\rcallbackError\"\x8c\x03\n" +
 	"\bActivity\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x04R\x06cursor\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x17\n" +
@@ -1163,7 +1253,12 @@ const file_giobba_v1_task_proto_rawDesc = "" +
 	"\x12PENDING_REASON_ETA\x10\x02\x12\x19\n" +
 	"\x15PENDING_REASON_MANUAL\x10\x03\x12\x19\n" +
 	"\x15PENDING_REASON_PARENT\x10\x04\x12\x18\n" +
-	"\x14PENDING_REASON_RETRY\x10\x05*\xa3\x02\n" +
+	"\x14PENDING_REASON_RETRY\x10\x05*\x89\x01\n" +
+	"\x0eCallbackStatus\x12\x1f\n" +
+	"\x1bCALLBACK_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17CALLBACK_STATUS_PENDING\x10\x01\x12\x1d\n" +
+	"\x19CALLBACK_STATUS_DELIVERED\x10\x02\x12\x1a\n" +
+	"\x16CALLBACK_STATUS_FAILED\x10\x03*\xa3\x02\n" +
 	"\fActivityKind\x12\x1d\n" +
 	"\x19ACTIVITY_KIND_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15ACTIVITY_KIND_CREATED\x10\x01\x12\x19\n" +
@@ -1193,50 +1288,52 @@ func file_giobba_v1_task_proto_rawDescGZIP() []byte {
 	return file_giobba_v1_task_proto_rawDescData
 }
 
-var file_giobba_v1_task_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_giobba_v1_task_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
 var file_giobba_v1_task_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_giobba_v1_task_proto_goTypes = []any{
 	(TaskState)(0),                // 0: giobba.v1.TaskState
 	(StartMode)(0),                // 1: giobba.v1.StartMode
 	(PendingReason)(0),            // 2: giobba.v1.PendingReason
-	(ActivityKind)(0),             // 3: giobba.v1.ActivityKind
-	(WorkerKind)(0),               // 4: giobba.v1.WorkerKind
-	(*TaskSpec)(nil),              // 5: giobba.v1.TaskSpec
-	(*Task)(nil),                  // 6: giobba.v1.Task
-	(*Activity)(nil),              // 7: giobba.v1.Activity
-	(*WorkerInfo)(nil),            // 8: giobba.v1.WorkerInfo
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 10: google.protobuf.Duration
+	(CallbackStatus)(0),           // 3: giobba.v1.CallbackStatus
+	(ActivityKind)(0),             // 4: giobba.v1.ActivityKind
+	(WorkerKind)(0),               // 5: giobba.v1.WorkerKind
+	(*TaskSpec)(nil),              // 6: giobba.v1.TaskSpec
+	(*Task)(nil),                  // 7: giobba.v1.Task
+	(*Activity)(nil),              // 8: giobba.v1.Activity
+	(*WorkerInfo)(nil),            // 9: giobba.v1.WorkerInfo
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 11: google.protobuf.Duration
 }
 var file_giobba_v1_task_proto_depIdxs = []int32{
-	9,  // 0: giobba.v1.TaskSpec.eta:type_name -> google.protobuf.Timestamp
+	10, // 0: giobba.v1.TaskSpec.eta:type_name -> google.protobuf.Timestamp
 	1,  // 1: giobba.v1.TaskSpec.start_mode:type_name -> giobba.v1.StartMode
-	9,  // 2: giobba.v1.TaskSpec.expires_at:type_name -> google.protobuf.Timestamp
-	10, // 3: giobba.v1.TaskSpec.timeout:type_name -> google.protobuf.Duration
-	10, // 4: giobba.v1.TaskSpec.retry_backoff:type_name -> google.protobuf.Duration
+	10, // 2: giobba.v1.TaskSpec.expires_at:type_name -> google.protobuf.Timestamp
+	11, // 3: giobba.v1.TaskSpec.timeout:type_name -> google.protobuf.Duration
+	11, // 4: giobba.v1.TaskSpec.retry_backoff:type_name -> google.protobuf.Duration
 	0,  // 5: giobba.v1.Task.state:type_name -> giobba.v1.TaskState
-	9,  // 6: giobba.v1.Task.eta:type_name -> google.protobuf.Timestamp
+	10, // 6: giobba.v1.Task.eta:type_name -> google.protobuf.Timestamp
 	1,  // 7: giobba.v1.Task.start_mode:type_name -> giobba.v1.StartMode
-	9,  // 8: giobba.v1.Task.created_at:type_name -> google.protobuf.Timestamp
-	9,  // 9: giobba.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
-	9,  // 10: giobba.v1.Task.started_at:type_name -> google.protobuf.Timestamp
-	9,  // 11: giobba.v1.Task.completed_at:type_name -> google.protobuf.Timestamp
-	9,  // 12: giobba.v1.Task.expires_at:type_name -> google.protobuf.Timestamp
-	10, // 13: giobba.v1.Task.timeout:type_name -> google.protobuf.Duration
-	10, // 14: giobba.v1.Task.retry_backoff:type_name -> google.protobuf.Duration
+	10, // 8: giobba.v1.Task.created_at:type_name -> google.protobuf.Timestamp
+	10, // 9: giobba.v1.Task.updated_at:type_name -> google.protobuf.Timestamp
+	10, // 10: giobba.v1.Task.started_at:type_name -> google.protobuf.Timestamp
+	10, // 11: giobba.v1.Task.completed_at:type_name -> google.protobuf.Timestamp
+	10, // 12: giobba.v1.Task.expires_at:type_name -> google.protobuf.Timestamp
+	11, // 13: giobba.v1.Task.timeout:type_name -> google.protobuf.Duration
+	11, // 14: giobba.v1.Task.retry_backoff:type_name -> google.protobuf.Duration
 	2,  // 15: giobba.v1.Task.pending_reason:type_name -> giobba.v1.PendingReason
-	9,  // 16: giobba.v1.Activity.time:type_name -> google.protobuf.Timestamp
-	0,  // 17: giobba.v1.Activity.old_state:type_name -> giobba.v1.TaskState
-	0,  // 18: giobba.v1.Activity.new_state:type_name -> giobba.v1.TaskState
-	3,  // 19: giobba.v1.Activity.kind:type_name -> giobba.v1.ActivityKind
-	4,  // 20: giobba.v1.WorkerInfo.kind:type_name -> giobba.v1.WorkerKind
-	9,  // 21: giobba.v1.WorkerInfo.last_seen:type_name -> google.protobuf.Timestamp
-	9,  // 22: giobba.v1.WorkerInfo.started_at:type_name -> google.protobuf.Timestamp
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	3,  // 16: giobba.v1.Task.callback_status:type_name -> giobba.v1.CallbackStatus
+	10, // 17: giobba.v1.Activity.time:type_name -> google.protobuf.Timestamp
+	0,  // 18: giobba.v1.Activity.old_state:type_name -> giobba.v1.TaskState
+	0,  // 19: giobba.v1.Activity.new_state:type_name -> giobba.v1.TaskState
+	4,  // 20: giobba.v1.Activity.kind:type_name -> giobba.v1.ActivityKind
+	5,  // 21: giobba.v1.WorkerInfo.kind:type_name -> giobba.v1.WorkerKind
+	10, // 22: giobba.v1.WorkerInfo.last_seen:type_name -> google.protobuf.Timestamp
+	10, // 23: giobba.v1.WorkerInfo.started_at:type_name -> google.protobuf.Timestamp
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_giobba_v1_task_proto_init() }
@@ -1249,7 +1346,7 @@ func file_giobba_v1_task_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_giobba_v1_task_proto_rawDesc), len(file_giobba_v1_task_proto_rawDesc)),
-			NumEnums:      5,
+			NumEnums:      6,
 			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
