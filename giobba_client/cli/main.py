@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from giobba_client.cli import job as job_cmd
+from giobba_client.cli import live as live_cmd
 from giobba_client.cli import task as task_cmd
 from giobba_client.cli import workers as workers_cmd
 from giobba_client.cli.when import WhenError
@@ -40,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     task_cmd.add_parser(sub)
     workers_cmd.add_parser(sub)
     job_cmd.add_parser(sub)
+    live_cmd.add_parser(sub)
     return parser
 
 

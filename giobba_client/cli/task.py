@@ -3,12 +3,13 @@
 import argparse
 import json
 import sys
+import time
 from typing import Any
 
 from giobba_client.cli.output import print_task, print_tasks
 from giobba_client.cli.when import WhenError, parse_seconds, parse_when
 from giobba_client.client import Client
-from giobba_client.models import TaskState
+from giobba_client.models import Task, TaskState, WaitResult
 
 STATES = [s.value for s in TaskState]
 
@@ -145,9 +146,41 @@ def _state(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+def _progress(task: Task, waited: float) -> str:
+    detail = task.state.value
+    if task.pending_reason:
+        detail += f" ({task.pending_reason.lower()})"
+    if task.attempts:
+        detail += f", attempt {task.attempts}/{task.max_retries + 1}"
+    if task.worker_id and task.state == TaskState.RUNNING:
+        detail += f" on {task.worker_id}"
+    return f"waiting for {task.id} [{task.name}]: {detail}, {waited:.0f}s"
+
+
+def _wait_with_progress(client: Client, task_id: str, timeout: float) -> WaitResult:
+    """Wait in one-second slices, redrawing a progress line on stderr (a terminal)."""
+    began = time.monotonic()
+    shown = 0
+    while True:
+        left = timeout - (time.monotonic() - began)
+        result = client.wait_task(task_id, max(min(1.0, left), 0.1))
+        if result.done or left <= 1.0:
+            if shown:
+                sys.stderr.write("\r" + " " * shown + "\r")
+                sys.stderr.flush()
+            return result
+        line = _progress(result.task, time.monotonic() - began)
+        sys.stderr.write("\r" + line.ljust(shown))
+        sys.stderr.flush()
+        shown = max(shown, len(line))
+
+
 def _wait(args: argparse.Namespace, client: Client) -> int:
     timeout = parse_seconds(args.timeout, "--timeout")
-    result = client.wait_task(args.id, timeout)
+    if sys.stderr.isatty() and not args.json:
+        result = _wait_with_progress(client, args.id, timeout)
+    else:
+        result = client.wait_task(args.id, timeout)
     print_task(result.task, args.json, sys.stdout)
     if not result.done:
         print(
