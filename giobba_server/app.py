@@ -25,6 +25,7 @@ from giobba_server.broker.memory_lock import MemoryFireLock
 from giobba_server.config import Config, ConfigError
 from giobba_server.domain.clock import utcnow
 from giobba_server.domain.ports import WorkerStatus
+from giobba_server.metrics import MeteredFeed, Metrics, RpcTimer, follow_forever
 from giobba_server.scheduler.callbacks import CallbackLoop, DeliverySettings
 from giobba_server.scheduler.cron import CronLoop
 from giobba_server.scheduler.reaper import Reaper
@@ -58,6 +59,7 @@ class App:
     backends: Backends
     cron: CronLoop | None = None
     callbacks: CallbackLoop | None = None
+    metrics: Metrics | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -74,7 +76,7 @@ def _settings(config: Config, server_id: str) -> Settings:
     )
 
 
-def _callbacks(config: Config, backends: Backends) -> CallbackLoop | None:
+def _callbacks(config: Config, backends: Backends, metrics: Metrics | None) -> CallbackLoop | None:
     if backends.outbox is None:
         return None
     c = config.callbacks
@@ -88,19 +90,24 @@ def _callbacks(config: Config, backends: Backends) -> CallbackLoop | None:
         concurrency=c.concurrency,
     )
     lock = backends.locks or MemoryFireLock()
-    return CallbackLoop(backends.outbox, backends.repo, lock, settings)
+    observe = metrics.callback if metrics is not None else None
+    return CallbackLoop(backends.outbox, backends.repo, lock, settings, observe=observe)
 
 
 async def build(config: Config) -> App:
     server_id = f"server-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     backends = await open_backends(config)
+    metrics = Metrics() if config.metrics_listen else None
+    feed = backends.feed if metrics is None else MeteredFeed(backends.feed, metrics)
     deps = Deps(
         backends.broker,
         backends.repo,
-        backends.feed,
+        feed,
         backends.registry,
         _settings(config, server_id),
     )
+    if metrics is not None:
+        deps.observe = metrics.observe
     reaper = Reaper(deps, cap=min(config.jobs_timeout_refresh.total_seconds(), 5.0))
     deps.timers_changed = reaper.poke
     if backends.signals is not None:
@@ -108,10 +115,11 @@ async def build(config: Config) -> App:
     deps.jobs, deps.fire_lock = backends.jobs, backends.locks
     cron = CronLoop(deps, cap=config.jobs_timeout_refresh.total_seconds())
     deps.jobs_changed = cron.poke
-    callbacks = _callbacks(config, backends)
+    callbacks = _callbacks(config, backends, metrics)
     deps.callbacks = callbacks
     await reconcile(deps)
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    interceptors = [RpcTimer(metrics)] if metrics is not None else []
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
     ts_grpc.add_TaskServiceServicer_to_server(TaskServicer(deps), server)
     ws_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(deps), server)
     js_grpc.add_JobServiceServicer_to_server(JobServicer(deps), server)
@@ -130,7 +138,7 @@ async def build(config: Config) -> App:
         raise ConfigError("server.listen", f"cannot listen on {config.listen}")
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return App(config, deps, reaper, server, port, backends, cron, callbacks)
+    return App(config, deps, reaper, server, port, backends, cron, callbacks, metrics)
 
 
 async def _beat(app: App, started: asyncio.Event) -> None:
@@ -169,6 +177,11 @@ async def start(app: App) -> None:
         app.tasks.append(asyncio.create_task(app.cron.run(), name="cron"))
     if app.callbacks is not None:
         app.tasks.append(asyncio.create_task(app.callbacks.run(), name="callbacks"))
+    if app.metrics is not None:
+        feed, repo = app.backends.feed, app.backends.repo
+        follow = follow_forever(app.metrics, feed, repo)
+        app.tasks.append(asyncio.create_task(follow, name="metrics-feed"))
+        app.metrics.serve(app.config.metrics_listen)
     beating = asyncio.Event()
     app.tasks.append(asyncio.create_task(_beat(app, beating), name="server-heartbeat"))
     await beating.wait()
@@ -180,6 +193,8 @@ async def stop(app: App, grace: float = 5.0) -> None:
     for task in app.tasks:
         task.cancel()
     await asyncio.gather(*app.tasks, return_exceptions=True)
+    if app.metrics is not None:
+        app.metrics.close()
     await app.backends.close()
 
 

@@ -52,15 +52,13 @@ def _serve(args: argparse.Namespace) -> int:
     from giobba_server.app import serve  # noqa: PLC0415 - only `serve` needs the server
     from giobba_server.config import load_config  # noqa: PLC0415
     from giobba_server.domain.errors import GiobbaError as ServerError  # noqa: PLC0415
+    from giobba_server.logs import configure as configure_logs  # noqa: PLC0415
 
     try:
         config = load_config(Path(args.config) if args.config else None)
         if args.listen:
             config = config.with_listen(args.listen)
-        logging.basicConfig(
-            level=config.log_level,
-            format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        )
+        configure_logs(config.log_level, config.log_format)
         asyncio.run(serve(config))
     except ServerError as exc:
         print(f"giobba serve: {exc}", file=sys.stderr)
