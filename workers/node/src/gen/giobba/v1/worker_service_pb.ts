@@ -446,41 +446,66 @@ export const CancelReasonSchema: GenEnum<CancelReason> = /*@__PURE__*/
 
 /**
  * WorkerService is the whole contract a worker, in any language, implements against.
+ * Reference implementations: giobba_client/worker.py (Python), workers/go/worker (Go),
+ * workers/node/src/worker-runtime.ts (TypeScript); tests/conformance checks any of them.
  *
  * The loop:
  *   1. Pick a unique worker id (e.g. "<host>-<pid>-<random>") and keep it for the process.
- *   2. While it has free slots, call LeaseTasks(max_tasks = free slots, wait = ~30 s). The
- *      call returns as soon as at least one task is due, or empty when `wait` passes; call
- *      again straight away. Never ask for more tasks than free slots: a worker must not hold
- *      tasks it is not running, or it would freeze the priority order for other workers.
+ *   2. While it has free slots, call LeaseTasks(max_tasks = free slots, wait = ~30 s) with
+ *      a call deadline a few seconds past `wait`. The call returns as soon as at least one
+ *      task is due (possibly fewer than max_tasks), or empty when `wait` passes, or empty
+ *      at once when the server is shutting down; call again straight away. Never ask for
+ *      more tasks than free slots: a worker must not hold tasks it is not running, or it
+ *      would freeze the priority order for other workers. With no free slot, wait for one
+ *      to free up before calling again.
  *   3. For each leased task, run the handler named `task.name` with `task.payload` (JSON
- *      object text), at most `timeout` long (when set).
- *   4. Report with CompleteTask (result as JSON object text) or FailTask (error message,
- *      `no_retry`), passing the lease token you were given.
- *   5. Every `heartbeat_interval` (a third of the lease) call Heartbeat with every lease you
- *      hold. The answer renews them; it lists tasks to cancel (killed, timed out, revoked,
- *      lease lost): cancel those handlers and drop their results.
- *   6. Optionally keep WatchCancellations(worker_id) open (reconnect when it drops): kills
- *      arrive there within about a second instead of at the next heartbeat. Heartbeat
- *      answers still carry every cancellation, so a worker without the stream is correct,
- *      only slower to stop killed handlers.
- *   7. Shutting down: stop leasing, let running handlers finish within a drain period, then
- *      ReleaseTask what did not finish so another worker starts it promptly.
+ *      object text; decode it so big integers survive, see task.proto), at most
+ *      `LeasedTask.timeout` long (when set: then cancel the handler and FailTask with
+ *      error "timeout"). No handler of that name: FailTask with an error naming it
+ *      (retryable: another worker may have it).
+ *   4. Report with CompleteTask (result as JSON object text) or FailTask (error message;
+ *      `no_retry` when retrying cannot help), passing the lease token you were given.
+ *      Exactly one report per lease; none for a cancelled task (step 5).
+ *   5. Heartbeat: call Heartbeat with every lease you hold, also with none (it keeps the
+ *      worker listed), every `heartbeat_interval` of the last answer (a third of the
+ *      lease); before the first answer, every second. Run it apart from the handlers
+ *      (thread, goroutine, timer) so a busy handler cannot delay it: a lease not renewed
+ *      within `lease_duration` is lost. The answer lists the leases renewed and the tasks
+ *      to cancel (killed, timed out, lease lost): cancel those handlers (context, signal,
+ *      flag) and drop their results; the server has already moved those tasks on.
+ *   6. Keep WatchCancellations(worker_id) open, reconnecting with backoff when it drops:
+ *      kills arrive there within about a second instead of at the next heartbeat.
+ *      Heartbeat answers still carry every cancellation, so a worker without the stream
+ *      is correct, only slower to stop killed handlers. Cancelling twice (stream and
+ *      heartbeat), or cancelling a task no longer held, must be harmless.
+ *   7. Shutting down (SIGTERM): stop leasing, keep heartbeating, let running handlers
+ *      finish within a drain period and report them, then cancel the rest and
+ *      ReleaseTask each: it goes back to its queue at once, without using up an attempt,
+ *      for another worker to start. Exit without releasing (a second signal, a crash) and
+ *      the leases lapse instead: each task is then a failed attempt ("worker lost"),
+ *      retried or FAILED. Abandoning an in-flight LeaseTasks call can do the same to the
+ *      tasks it claimed at that instant (they were never seen by the worker).
  *
- * Leases: a lease token names one attempt of one task. It goes stale when the lease
- * expires (no heartbeat for `lease_duration`), when the task is killed, or when it was
- * released. A call with a stale token is refused with ABORTED and changes nothing: drop
- * the result, do not retry the call.
+ * Leases: a lease token is an opaque string naming one attempt of one task (a retry of the
+ * same task gets a new token). It goes stale when the lease expires (no heartbeat naming
+ * it for `lease_duration`), when the task is killed or times out, or once the attempt was
+ * reported or released. A call with a stale token is refused with ABORTED and changes
+ * nothing: drop the result, do not retry the call. A report retried after a transient
+ * error may find its token stale because the first try landed: that is success too.
  *
- * Status codes: UNAVAILABLE and DEADLINE_EXCEEDED are transient (retry with backoff, keep
- * the leases heartbeating); ABORTED means the lease is stale (give the task up);
- * NOT_FOUND means the task is unknown (give it up); INVALID_ARGUMENT names a bad field.
+ * Status codes, for every method: UNAVAILABLE and DEADLINE_EXCEEDED are transient (retry
+ * with backoff, keep the leases heartbeating meanwhile; nothing was half-done); ABORTED
+ * means the lease is stale (give the task up); NOT_FOUND means the task is unknown (give it
+ * up); INVALID_ARGUMENT names a bad field (a bug in the worker, or a result that is not a
+ * JSON object: FailTask with no_retry instead). Other codes: log and give the task up; its
+ * lease expires and the server recovers it.
  *
  * @generated from service giobba.v1.WorkerService
  */
 export const WorkerService: GenService<{
   /**
-   * Long-poll for up to `max_tasks` due tasks, highest priority first across `queues`.
+   * Long-poll for up to `max_tasks` due tasks, highest priority first across `queues`
+   * (FIFO within a priority). Each comes RUNNING, with its attempt counted and a lease.
    *
    * @generated from rpc giobba.v1.WorkerService.LeaseTasks
    */
@@ -490,7 +515,8 @@ export const WorkerService: GenService<{
     output: typeof LeaseTasksResponseSchema;
   },
   /**
-   * Renews every lease the worker holds and reports the worker's state.
+   * Renews every lease the worker holds and reports the worker's state. Answers with the
+   * interval to keep and the tasks to cancel. INVALID_ARGUMENT without `worker.id`.
    *
    * @generated from rpc giobba.v1.WorkerService.Heartbeat
    */
@@ -534,7 +560,8 @@ export const WorkerService: GenService<{
   /**
    * Server push: streams cancellations for this worker's tasks (killed, timed out) as they
    * happen, wherever in the cluster they were decided. Never ends on its own; the server
-   * closes it on shutdown. Pushes are best effort: the same cancellations also come in the
+   * closes it on shutdown (reconnect). UNAVAILABLE when the server runs without cancel
+   * push: rely on heartbeats. Pushes are best effort: the same cancellations also come in the
    * next Heartbeat answer, and cancelling twice must be harmless.
    *
    * @generated from rpc giobba.v1.WorkerService.WatchCancellations
