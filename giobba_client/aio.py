@@ -1,7 +1,5 @@
 """AsyncClient: one method per RPC, plain values in and out."""
 
-import asyncio
-import contextlib
 import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -14,6 +12,7 @@ from giobba_client._gen.giobba.v1 import job_service_pb2_grpc as js_grpc
 from giobba_client._gen.giobba.v1 import task_service_pb2 as ts
 from giobba_client._gen.giobba.v1 import task_service_pb2_grpc as ts_grpc
 from giobba_client._gen.giobba.v1 import worker_service_pb2_grpc as ws_grpc
+from giobba_client._waits import pause_after_error
 from giobba_client.errors import DeadlineExceeded, GiobbaError, Unavailable, from_rpc_error
 from giobba_client.models import (
     Activity,
@@ -44,12 +43,6 @@ T = TypeVar("T")
 
 class _Dropped(GiobbaError):
     """A stream cut by the transport (server gone mid-stream), not refused by the server."""
-
-
-async def _pause(seconds: float) -> None:
-    """Wait without a timer-only sleep (a never-set event with a deadline)."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.Event().wait(), seconds)
 
 
 def default_server() -> str:
@@ -193,7 +186,7 @@ class AsyncClient:
                 if not resume:
                     return
             delay = min(max(delay * 2, 0.05), retry_cap)
-            await _pause(delay)
+            await pause_after_error(delay)
 
     async def _watch_once(
         self,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from giobba_client._waits import wait_event
 from giobba_client.models import Task
 
 
@@ -56,11 +57,7 @@ class TaskContext:
 
     async def sleep(self, seconds: float) -> bool:
         """Async `wait`: True if the task was cancelled before `seconds` passed."""
-        try:
-            await asyncio.wait_for(self._async_flag.wait(), seconds)
-        except TimeoutError:
-            return False
-        return True
+        return await wait_event(self._async_flag, seconds)
 
     async def cancelled_event(self) -> None:
         await self._async_flag.wait()

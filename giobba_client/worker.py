@@ -30,6 +30,7 @@ from giobba_client._gen.giobba.v1 import task_pb2 as pb
 from giobba_client._gen.giobba.v1 import worker_service_pb2 as ws
 from giobba_client._gen.giobba.v1 import worker_service_pb2_grpc as ws_grpc
 from giobba_client._heartbeat import Beat, CancelWatcher, Heartbeater
+from giobba_client._waits import pause_after_error
 from giobba_client.aio import CHANNEL_OPTIONS, default_server
 from giobba_client.context import Cancelled, HandlerResult, NoRetry, TaskContext
 from giobba_client.handlers import H, Handler, Handlers, is_async
@@ -206,7 +207,7 @@ class Worker:
             except grpc.aio.AioRpcError as exc:
                 backoff = min(max(backoff * 2, 0.2), MAX_BACKOFF)
                 log.warning("lease failed (%s); retrying in %.1fs", exc.code().name, backoff)
-                await _wait(self._stopping, backoff)
+                await pause_after_error(backoff, self._stopping)
                 continue
             # A stop that wins the race yields True from stopping.wait(), not a list.
             for item in leased if isinstance(leased, list) else []:
@@ -317,7 +318,7 @@ class Worker:
             except grpc.aio.AioRpcError as exc:
                 if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     assert self._halt is not None
-                    await _wait(self._halt, backoff)
+                    await pause_after_error(backoff, self._halt)
                     backoff = min(backoff * 2, MAX_BACKOFF)
                     continue
                 # ABORTED: the lease went stale (killed, recovered elsewhere); nothing to do.
@@ -462,8 +463,3 @@ async def _first(*awaitables: Awaitable[Any], timeout: float | None = None) -> A
         if task in done and not task.cancelled():
             return task.result()
     return None
-
-
-async def _wait(event: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), seconds)

@@ -1,7 +1,6 @@
 """The composition root: pick adapters from config, wire services, serve gRPC."""
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -32,6 +31,7 @@ from giobba_server.scheduler.reaper import Reaper
 from giobba_server.services.cancels import CancelHub
 from giobba_server.services.context import Deps, Settings
 from giobba_server.services.recovery import reconcile
+from giobba_server.waits import wait_event
 
 log = logging.getLogger("giobba.server")
 
@@ -164,8 +164,7 @@ async def _beat(app: App, started: asyncio.Event) -> None:
             started_at=status_started,
         )
         await app.deps.registry.beat(status, ttl)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
+        await wait_event(stop, interval)
 
 
 async def start(app: App) -> None:

@@ -189,7 +189,8 @@ class MemoryBroker:
                 if loop.time() >= deadline:
                     return
                 try:
-                    await asyncio.wait_for(self._changed.wait(), max(remaining, 0.0005))
+                    async with asyncio.timeout(max(remaining, 0.0005)):
+                        await self._changed.wait()
                 except TimeoutError:
                     if loop.time() >= deadline:
                         return

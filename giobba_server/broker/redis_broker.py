@@ -53,6 +53,7 @@ from giobba_server.domain.ports import (
     TaskRef,
 )
 from giobba_server.domain.task import Hold
+from giobba_server.waits import wait_event
 
 QUEUES_KEY = "giobba:queues"
 MEMBER_ID = 23  # a ready member is "PP" + 20-digit seq + ":" + id
@@ -131,7 +132,8 @@ class WakeHub:
                 self._reader = asyncio.create_task(self._read())
         pending = [asyncio.shield(self._subscribed[c]) for c in channels]
         try:
-            await asyncio.wait_for(asyncio.gather(*pending), max(timeout, 0.001))
+            async with asyncio.timeout(max(timeout, 0.001)):
+                await asyncio.gather(*pending)
         except TimeoutError:
             return  # the caller's own timeout passed: a spurious wake-up is allowed
 
@@ -146,8 +148,7 @@ class WakeHub:
                 # waiter re-checks (and reports the outage through its own commands).
                 self._wake_all()
                 self._await_resubscribe()
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(retry.wait(), backoff)
+                await wait_event(retry, backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
             backoff = 0.05
@@ -292,8 +293,7 @@ class RedisBroker:
                 wake_at = deadline
                 if next_eta is not None:
                     wake_at = min(deadline, loop.time() + (next_eta - self._clock()) / 1000)
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), max(wake_at - loop.time(), 0.0005))
+                await wait_event(woken, max(wake_at - loop.time(), 0.0005))
 
     async def _peek(self, queues: Sequence[str]) -> int | None:
         """When work is due in `queues`: 0 if now, else the earliest ETA, None if never."""

@@ -11,7 +11,6 @@ forgets it after the lock's TTL so a winner that died is covered by a retry.
 """
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from giobba_server.domain.errors import GiobbaError
 from giobba_server.domain.job import Job
 from giobba_server.services import jobs
 from giobba_server.services.context import Deps
+from giobba_server.waits import wait_event
 
 log = logging.getLogger("giobba.cron")
 
@@ -55,8 +55,7 @@ class CronLoop:
                 backoff = min(max(backoff * 2, 0.1), self._cap)
                 log.warning("cron tick failed: %s (next try in %.1fs)", exc, backoff)
                 delay = backoff
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poke.wait(), delay)
+            await wait_event(self._poke, delay)
 
     async def tick(self) -> float:
         """Fire what is due; return the seconds until the next due time (capped)."""

@@ -9,13 +9,13 @@ next poll.
 """
 
 import asyncio
-import contextlib
 import logging
 
 from giobba_server.domain.clock import now_ms
 from giobba_server.domain.errors import GiobbaError
 from giobba_server.services.context import Deps
 from giobba_server.services.transitions import EXPIRED, WORKER_LOST, fail_attempt, revoke_pending
+from giobba_server.waits import wait_event
 
 log = logging.getLogger("giobba.reaper")
 
@@ -49,8 +49,7 @@ class Reaper:
             delay = min(delay, max((deadline - now_ms()) / 1000, 0.0))
         delay = max(delay, at_least)
         self._poke.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._poke.wait(), delay)
+        await wait_event(self._poke, delay)
 
     async def sweep(self) -> int:
         """One pass; returns how many tasks it moved."""

@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator
 from giobba_server.domain.errors import GiobbaError
 from giobba_server.domain.ports import CancelReason
 from giobba_server.domain.signals import CancelNotice, Signals
+from giobba_server.waits import pause_after_error
 
 log = logging.getLogger("giobba.cancels")
 
@@ -62,17 +63,9 @@ class CancelHub:
             except (GiobbaError, OSError) as exc:
                 backoff = min(max(backoff * 2, 0.1), MAX_BACKOFF)
                 log.warning("cancel signals lost (%s); re-subscribing in %.1fs", exc, backoff)
-                await _pause(backoff)
+                await pause_after_error(backoff)
 
     def _deliver(self, notice: CancelNotice) -> None:
         for queue in self._watchers.get(notice.worker_id, ()):
             if queue.qsize() < MAX_BACKLOG:
                 queue.put_nowait(notice)
-
-
-async def _pause(seconds: float) -> None:
-    """A plain timed wait (the house rule keeps bare sleeps out of server code)."""
-    try:
-        await asyncio.wait_for(asyncio.Event().wait(), seconds)
-    except TimeoutError:
-        return

@@ -33,7 +33,6 @@ a connection, so the same repository works again once the server is back.
 """
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -64,6 +63,7 @@ from giobba_server.store.mongo_codec import (
     from_mongo,
     to_mongo,
 )
+from giobba_server.waits import wait_event
 
 T = TypeVar("T")
 log = logging.getLogger("giobba.store.mongo")
@@ -194,8 +194,7 @@ class MongoRepository:
             except PyMongoError as exc:
                 raise Unavailable(f"mongodb: {_reason(exc)}") from exc
             # Back off, but never hold up close().
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), delay)
+            await wait_event(self._closing, delay)
             delay = min(delay * 2, 0.2)
 
     # -- the write queue ---------------------------------------------------------------
