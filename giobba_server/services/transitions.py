@@ -23,9 +23,16 @@ async def load(deps: Deps, task_id: str) -> Task:
 
 
 async def finish_terminal(
-    deps: Deps, task: Task, moved_version: int, state: TaskState, **changes: object
+    deps: Deps,
+    task: Task,
+    moved_version: int,
+    state: TaskState,
+    *,
+    settle: bool = True,
+    **changes: object,
 ) -> Task:
-    """Record a terminal move, then settle the task's children."""
+    """Record a terminal move, then settle the task's children (unless the caller walks
+    the descendants itself, as a cascade does)."""
     now = deps.clock()
     after = task.evolve(
         state=state,
@@ -44,7 +51,8 @@ async def finish_terminal(
     await record(deps, task, after, state.value)
     if owed is not None and deps.callbacks is not None:
         deps.callbacks.ready(owed)
-    await settle_children(deps, after)
+    if settle:
+        await settle_children(deps, after)
     return after
 
 
@@ -55,10 +63,12 @@ async def settle_children(deps: Deps, parent: Task) -> None:
             await release_hold(deps, child, Hold.PARENT)
         return
     reason = f"parent {parent.id} {parent.state.value}"
+    # Breadth-first over the descendants, in a loop: a chain thousands deep must not
+    # recurse (each revoked child is walked here, not by its own finish_terminal).
     frontier = [parent.id]
     while frontier:
         for child in await deps.repo.children(frontier.pop()):
-            if await revoke_pending(deps, child, reason):
+            if await revoke_pending(deps, child, reason, cascade=False):
                 frontier.append(child.id)
 
 
@@ -74,14 +84,16 @@ async def release_hold(deps: Deps, task: Task, hold: Hold) -> Task | None:
     return after
 
 
-async def revoke_pending(deps: Deps, task: Task, error: str) -> Task | None:
+async def revoke_pending(deps: Deps, task: Task, error: str, cascade: bool = True) -> Task | None:
     """PENDING -> REVOKED if the broker agrees; None when the task was not pending."""
     if task.state is not TaskState.PENDING:
         return None
     revoked = await deps.broker.revoke(ref(task))
     if revoked.outcome is not RevokeOutcome.REVOKED:
         return None
-    return await finish_terminal(deps, task, revoked.version, TaskState.REVOKED, error=error)
+    return await finish_terminal(
+        deps, task, revoked.version, TaskState.REVOKED, settle=cascade, error=error
+    )
 
 
 async def revoke(deps: Deps, task_id: str, reason: str) -> tuple[Task, list[str]]:
