@@ -46,6 +46,9 @@ SERVER_OPTIONS = [
     ("grpc.http2.max_ping_strikes", 0),
     ("grpc.keepalive_time_ms", 20000),
     ("grpc.keepalive_timeout_ms", 10000),
+    # gRPC sets SO_REUSEPORT by default: a second server on a busy port would start and
+    # split the traffic with the first. Fail instead.
+    ("grpc.so_reuseport", 0),
 ]
 
 
@@ -95,6 +98,12 @@ def _callbacks(config: Config, backends: Backends, metrics: Metrics | None) -> C
 
 
 async def build(config: Config) -> App:
+    try:  # before anything is opened or logged: a busy port is the whole answer
+        _check_bindable(config.listen)
+    except OSError as exc:
+        raise ConfigError(
+            "server.listen", f"cannot listen on {config.listen}: {exc.strerror or exc}"
+        ) from None
     server_id = f"server-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     backends = await open_backends(config)
     metrics = Metrics() if config.metrics_listen else None
@@ -133,12 +142,33 @@ async def build(config: Config) -> App:
     reflection.enable_server_reflection(
         [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
-    port = server.add_insecure_port(config.listen)
+    try:
+        port = server.add_insecure_port(config.listen)
+    except RuntimeError:
+        port = 0
     if port == 0:
-        raise ConfigError("server.listen", f"cannot listen on {config.listen}")
+        raise ConfigError(
+            "server.listen",
+            f"cannot listen on {config.listen}: in use, or not an address of this host",
+        )
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return App(config, deps, reaper, server, port, backends, cron, callbacks, metrics)
+
+
+def _check_bindable(listen: str) -> None:
+    """Bind the address once ourselves, so a busy port is refused with our message rather
+    than after gRPC's own error log (SO_REUSEADDR: a restart's TIME_WAIT is no obstacle)."""
+    host, _, port = listen.rpartition(":")
+    if port == "0":
+        return
+    host = host.strip("[]")
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(address)
 
 
 async def _beat(app: App, started: asyncio.Event) -> None:

@@ -204,3 +204,11 @@ def test_restart_with_100_pending_tasks_runs_each_exactly_once(st: Stack) -> Non
     runs = executions(st)
     assert sorted(runs) == sorted(ids)
     assert all(client.get_task(i).attempts == 1 for i in ids[:10])
+
+
+def test_a_second_server_on_a_busy_port_refuses_to_start(st: Stack) -> None:
+    second = st.cli("serve", "--listen", st.address, "--config", str(st.config), timeout=60)
+    assert second.returncode != 0
+    assert "cannot listen on" in second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1, second.stderr
+    assert st.client().add_task("echo", {}).state == TaskState.PENDING  # the first serves on
