@@ -57,6 +57,7 @@ class MemoryBroker:
         self._leased: dict[str, _Record] = {}
         self._cancels: dict[str, dict[str, CancelReason]] = {}
         self._changed = asyncio.Condition()
+        self._epoch = secrets.token_hex(8)  # in-process state dies with the process
 
     # -- placement ---------------------------------------------------------------------
 
@@ -299,6 +300,9 @@ class MemoryBroker:
         for ref in due.values():  # stay due until the service has revoked them
             heapq.heappush(self._expiries, (now, ref.id))
         return list(due.values())
+
+    async def epoch(self) -> str:
+        return self._epoch
 
     async def next_deadline_ms(self) -> int | None:
         self._prune_expiries()

@@ -56,6 +56,7 @@ from giobba_server.domain.task import Hold
 from giobba_server.waits import wait_event
 
 QUEUES_KEY = "giobba:queues"
+EPOCH_KEY = "giobba:{epoch}"
 MEMBER_ID = 23  # a ready member is "PP" + 20-digit seq + ":" + id
 ADD_CHUNK = 1000  # entries per script call: keeps any one script short
 
@@ -206,6 +207,14 @@ class RedisBroker:
         return await self._run.call(
             script, queue_keys(queue), [self._clock(), wake_channel(queue), *args]
         )
+
+    async def epoch(self) -> str:
+        """A random marker set once per Redis dataset: gone after FLUSHALL or a restart
+        without persistence, so the next call sets (and returns) a new one."""
+        with translated("epoch"):
+            await self._client.set(EPOCH_KEY, secrets.token_hex(8), nx=True)
+            value = await self._client.get(EPOCH_KEY)
+        return value.decode() if isinstance(value, bytes) else str(value)
 
     async def _known_queues(self) -> list[str]:
         with translated("queues"):

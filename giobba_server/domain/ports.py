@@ -148,6 +148,10 @@ class Broker(Protocol):
     async def next_deadline_ms(self) -> int | None:
         """Earliest lease deadline or task expiry, for the reaper's timer."""
 
+    async def epoch(self) -> str:
+        """Names the broker's live state; it changes when that state was lost (Redis
+        flushed, or restarted without persistence), telling servers to reconcile."""
+
 
 @dataclass(frozen=True)
 class TaskFilter:

@@ -14,6 +14,7 @@ import logging
 from giobba_server.domain.clock import now_ms
 from giobba_server.domain.errors import GiobbaError
 from giobba_server.services.context import Deps
+from giobba_server.services.recovery import reconcile
 from giobba_server.services.transitions import EXPIRED, WORKER_LOST, fail_attempt, revoke_pending
 from giobba_server.waits import wait_event
 
@@ -27,6 +28,7 @@ class Reaper:
         self._deps = deps
         self._cap = cap
         self._poke = asyncio.Event()
+        self._epoch = ""
 
     def poke(self) -> None:
         self._poke.set()
@@ -51,8 +53,18 @@ class Reaper:
         self._poke.clear()
         await wait_event(self._poke, delay)
 
+    async def _check_epoch(self) -> None:
+        """Reconcile when the broker lost its state while this server ran (Redis flushed
+        or restarted empty): the repository still holds every live task."""
+        epoch = await self._deps.broker.epoch()
+        if self._epoch and epoch != self._epoch:
+            log.warning("broker state was lost (new epoch): restoring live tasks")
+            await reconcile(self._deps)
+        self._epoch = epoch
+
     async def sweep(self) -> int:
         """One pass; returns how many tasks it moved."""
+        await self._check_epoch()
         moved = 0
         for lost in await self._deps.broker.expired_leases(BATCH):
             task = await self._deps.repo.get(lost.ref.id)

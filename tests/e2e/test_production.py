@@ -4,12 +4,13 @@ import contextlib
 import json
 from collections import defaultdict
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import redis
 
-from giobba_client import InvalidArgument, TaskState, Unavailable
+from giobba_client import FailedPrecondition, InvalidArgument, TaskState, Unavailable
 from tests.e2e.harness import RECORDING, Stack, stack, wait_until
 from tests.support.services import MongoServer, RedisServer
 
@@ -140,3 +141,28 @@ def test_awkward_keys_round_trip_and_20mb_is_refused(
             st.client().add_task("echo", {"blob": "x" * (20 * 1024 * 1024)})
         assert "payload" in str(caught.value)
         assert len(st.client().list_tasks().tasks) == 1
+
+
+def test_redis_restarted_empty_under_a_running_server_is_restored(
+    tmp_path: Path, urls: tuple[str, str], clean_redis: RedisServer
+) -> None:
+    with _servers(tmp_path, urls, 1) as (st,):
+        client = st.client()
+        later = client.add_task("echo", {"n": 1}, eta=timedelta(seconds=4))
+        manual = client.add_task("echo", {"n": 2}, manual=True)
+        doomed = client.add_task("echo", {"n": 3}, manual=True)
+        clean_redis.stop()
+        clean_redis.start()  # no persistence: it comes back empty
+        st.start_worker(concurrency=2)
+        # The server notices the new epoch on its next sweep and restores what it knew.
+        wait_until(lambda: _released(st, manual.id), 30, 0.2, "AutoTask to work again")
+        assert st.client().revoke_task(doomed.id).task.state == TaskState.REVOKED
+        for task_id in (later.id, manual.id):
+            assert client.wait_task(task_id, 60).task.state == TaskState.COMPLETED
+
+
+def _released(st: Stack, task_id: str) -> bool:
+    with contextlib.suppress(FailedPrecondition):
+        st.client().auto_task(task_id)
+        return True
+    return False
