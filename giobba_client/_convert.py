@@ -35,9 +35,13 @@ def dump_json(value: Any, field: str) -> str:
             f"{field}: must be a dict (a JSON object), got {type(value).__name__}"
         )
     try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text.encode("utf-8")  # a lone surrogate has no UTF-8 form
+    except UnicodeEncodeError:
+        raise InvalidArgument(f"{field}: holds a lone UTF-16 surrogate, which is not text") from None
+    except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidArgument(f"{field}: cannot be encoded as JSON ({exc})") from None
+    return text
 
 
 def load_json(text: str) -> dict[str, Any]:

@@ -21,6 +21,13 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: valid JSON syntax, but no double holds it
+        raise ValueError(f"number {text} is out of the range of a double")
+    return value
+
+
 def parse_object(text: str, field: str, max_bytes: int = MAX_PAYLOAD_BYTES) -> JsonObject:
     """Parse JSON object text; empty text is `{}`."""
     if not text:
@@ -31,11 +38,15 @@ def parse_object(text: str, field: str, max_bytes: int = MAX_PAYLOAD_BYTES) -> J
             field, f"is {size} bytes, over the {max_bytes / 2**20:g} MiB limit ({max_bytes} bytes)"
         )
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
     except (ValueError, RecursionError) as exc:
         raise InvalidArgument(field, f"is not valid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise InvalidArgument(field, f"must be a JSON object, got {type(value).__name__}")
+    try:  # an escaped lone surrogate (\ud800) parses, but no UTF-8 text can carry it
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgument(field, "holds a lone UTF-16 surrogate, which is not text") from None
     return value
 
 
