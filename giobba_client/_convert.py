@@ -38,7 +38,8 @@ def dump_json(value: Any, field: str) -> str:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         text.encode("utf-8")  # a lone surrogate has no UTF-8 form
     except UnicodeEncodeError:
-        raise InvalidArgument(f"{field}: holds a lone UTF-16 surrogate, which is not text") from None
+        reason = "holds a lone UTF-16 surrogate, which is not text"
+        raise InvalidArgument(f"{field}: {reason}") from None
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidArgument(f"{field}: cannot be encoded as JSON ({exc})") from None
     return text

@@ -35,5 +35,5 @@ def test_exact_values_pass() -> None:
 
 @pytest.mark.parametrize("payload", [{"a": "\ud800"}, {"a": float("inf")}, {"a": object()}])
 def test_sdk_refuses_before_sending(payload: dict[str, object]) -> None:
-    with pytest.raises(ClientInvalidArgument, match="^payload: "):
+    with pytest.raises(ClientInvalidArgument, match=r"^payload: "):
         dump_json(payload, "payload")
