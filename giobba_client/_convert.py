@@ -52,12 +52,15 @@ def load_json(text: str) -> dict[str, Any]:
 def when(value: When, field: str) -> Timestamp | None:
     if value is None:
         return None
-    if isinstance(value, timedelta):
-        value = datetime.now(UTC) + value
-    if value.tzinfo is None:
-        raise InvalidArgument(f"{field}: must be timezone-aware (e.g. datetime.now(UTC))")
-    out = Timestamp()
-    out.FromDatetime(value.astimezone(UTC))
+    try:
+        if isinstance(value, timedelta):
+            value = datetime.now(UTC) + value
+        if value.tzinfo is None:
+            raise InvalidArgument(f"{field}: must be timezone-aware (e.g. datetime.now(UTC))")
+        out = Timestamp()
+        out.FromDatetime(value.astimezone(UTC))
+    except (OverflowError, ValueError) as exc:
+        raise InvalidArgument(f"{field}: out of range ({exc})") from None
     return out
 
 
@@ -68,7 +71,10 @@ def span(value: timedelta | float | None, field: str) -> Duration | None:
     if not math.isfinite(seconds) or seconds <= 0:
         raise InvalidArgument(f"{field}: must be a positive duration")
     out = Duration()
-    out.FromTimedelta(timedelta(seconds=seconds))
+    try:
+        out.FromTimedelta(timedelta(seconds=seconds))
+    except (OverflowError, ValueError) as exc:
+        raise InvalidArgument(f"{field}: out of range ({exc})") from None
     return out
 
 

@@ -33,6 +33,7 @@ from giobba_client._heartbeat import Beat, CancelWatcher, Heartbeater
 from giobba_client._waits import pause_after_error
 from giobba_client.aio import CHANNEL_OPTIONS, default_server
 from giobba_client.context import Cancelled, HandlerResult, NoRetry, TaskContext
+from giobba_client.errors import from_rpc_error
 from giobba_client.handlers import H, Handler, Handlers, is_async
 
 log = logging.getLogger("giobba.worker")
@@ -205,6 +206,8 @@ class Worker:
                 leased = await _first(self._lease(stub, free), self._stopping.wait())
                 backoff = 0.0
             except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                    raise from_rpc_error(exc) from None  # a bad queue name: retrying won't help
                 backoff = min(max(backoff * 2, 0.2), MAX_BACKOFF)
                 log.warning("lease failed (%s); retrying in %.1fs", exc.code().name, backoff)
                 await pause_after_error(backoff, self._stopping)

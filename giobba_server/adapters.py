@@ -4,10 +4,11 @@ Driver modules are imported only when their adapter is chosen, so the embedded d
 never needs a Redis or MongoDB client to be importable at start-up.
 """
 
+import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from giobba_server.config import Config
+from giobba_server.config import Config, ConfigError
 from giobba_server.domain.job_ports import FireLock, JobRepository
 from giobba_server.domain.outbox import Outbox
 from giobba_server.domain.ports import Broker, Feed, Registry, Repository
@@ -68,7 +69,13 @@ async def _repository(config: Config, closers: list[Callable[[], Awaitable[None]
     from giobba_server.store.sqlite import SqliteRepository  # noqa: PLC0415
 
     repo = SqliteRepository(config.database.sqlite_path)
-    await repo.open()
+    try:
+        await repo.open()
+    except (sqlite3.Error, OSError) as exc:
+        await repo.close()
+        raise ConfigError(
+            "database.url", f"cannot open SQLite at {config.database.sqlite_path}: {exc}"
+        ) from None
     closers.append(repo.close)
     return repo
 

@@ -108,7 +108,10 @@ def parse_span(key: str, value: Any) -> timedelta:
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
     if seconds <= 0:
         raise ConfigError(key, f"must be positive, got {value!r}")
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise ConfigError(key, f"{value!r} is too long") from None
 
 
 def _int(key: str, value: Any, low: int, high: int) -> int:

@@ -16,7 +16,10 @@ def parse_when(text: str, option: str, now: datetime | None = None) -> datetime:
     match = _RELATIVE.match(text)
     if match:
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
-        return (now or datetime.now(UTC)) + timedelta(seconds=seconds)
+        try:
+            return (now or datetime.now(UTC)) + timedelta(seconds=seconds)
+        except OverflowError:
+            raise WhenError(f"{option}: {text!r} is too far away") from None
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
