@@ -23,6 +23,7 @@ from giobba_server.services.context import Deps
 
 # grpc ships no type information: the context is typed as Any.
 Ctx: TypeAlias = Any
+MAX_WAIT = 300.0  # WaitTask: the default and the cap (see task_service.proto)
 
 
 def _states(values: Sequence[int], field: str) -> frozenset[TaskState]:
@@ -99,11 +100,11 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
 
     @unary
     async def WaitTask(self, request: ts.WaitTaskRequest, context: Ctx) -> ts.WaitTaskResponse:
-        timeout = opt_dur("timeout", request, "timeout")
-        seconds = timeout.total_seconds() if timeout else 0.0
+        timeout = opt_dur("timeout", request, "timeout")  # 0 means "just look"
+        seconds = min(timeout.total_seconds(), MAX_WAIT) if timeout is not None else MAX_WAIT
         remaining = context.time_remaining()
         if remaining is not None:  # answer before the caller's deadline, not after it
-            seconds = min(seconds or remaining, max(remaining - 0.2, 0.0))
+            seconds = min(seconds, max(remaining - 0.2, 0.0))
         task, done = await queries.wait_task(self._deps, request.id, seconds)
         return ts.WaitTaskResponse(task=self._pb(task), done=done)
 

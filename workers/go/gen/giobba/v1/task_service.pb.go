@@ -815,7 +815,8 @@ func (x *AutoTaskResponse) GetTask() *Task {
 type WaitTaskRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// How long to wait at most; default and cap 300 s. Also bounded by the call deadline.
+	// How long to wait at most; default and cap 300 s; zero looks once and returns at once.
+	// Also bounded by the call deadline.
 	Timeout       *durationpb.Duration `protobuf:"bytes,2,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

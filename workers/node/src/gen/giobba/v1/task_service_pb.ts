@@ -360,7 +360,8 @@ export type WaitTaskRequest = Message<"giobba.v1.WaitTaskRequest"> & {
   id: string;
 
   /**
-   * How long to wait at most; default and cap 300 s. Also bounded by the call deadline.
+   * How long to wait at most; default and cap 300 s; zero looks once and returns at once.
+   * Also bounded by the call deadline.
    *
    * @generated from field: google.protobuf.Duration timeout = 2;
    */
