@@ -10,15 +10,14 @@ import asyncio
 import json
 import sqlite3
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
-from giobba_server.domain.errors import AlreadyExists, Unavailable
+from giobba_server.domain.errors import AlreadyExists
 from giobba_server.domain.ports import Page, TaskFilter
 from giobba_server.domain.task import Task, TaskState
 from giobba_server.store.codec import from_doc, refuse_oversized, to_doc
+from giobba_server.store.sqlite_thread import SqliteThread, connect
 
 T = TypeVar("T")
 
@@ -68,8 +67,9 @@ def _decode(text: str) -> Task:
 class SqliteRepository:
     def __init__(self, path: str) -> None:
         self._path = path
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="giobba-sqlite")
-        self._conn: sqlite3.Connection | None = None
+        self._thread = SqliteThread("sqlite")
+        self._call = self._thread.call
+        self._db = self._thread.db
         self._pending: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -77,26 +77,7 @@ class SqliteRepository:
         await self._call(self._open)
 
     def _open(self) -> None:
-        if self._path != ":memory:":
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=5000")
-        conn.executescript(SCHEMA)
-        self._conn = conn
-
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor, fn, *args)
-        except sqlite3.OperationalError as exc:
-            raise Unavailable(f"sqlite: {exc}") from exc
-
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise Unavailable("sqlite: repository is not open")
-        return self._conn
+        self._thread.conn = connect(self._path, SCHEMA)
 
     # -- group commit ------------------------------------------------------------------
 
@@ -246,10 +227,7 @@ class SqliteRepository:
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
-        if self._conn is not None:
-            await self._call(self._conn.close)
-            self._conn = None
-        self._executor.shutdown(wait=True)
+        await self._thread.close()
 
 
 def _filter_sql(flt: TaskFilter) -> tuple[list[str], list[Any]]:

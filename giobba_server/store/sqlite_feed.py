@@ -16,18 +16,16 @@ table. Retention is exact: rows older than the newest `retention` are deleted in
 import asyncio
 import functools
 import json
-import sqlite3
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from giobba_server.domain.errors import FailedPrecondition, Unavailable
+from giobba_server.domain.errors import FailedPrecondition
 from giobba_server.domain.ports import ActivityEvent
 from giobba_server.domain.task import TaskState
+from giobba_server.store.sqlite_thread import SqliteThread, connect
 
 T = TypeVar("T")
 
@@ -88,8 +86,9 @@ class SqliteFeed:
         self._path = path
         self._retention = max(retention, 1)
         self._slack = max(self._retention // 10, 1)
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="giobba-feed")
-        self._conn: sqlite3.Connection | None = None
+        self._thread = SqliteThread("sqlite feed")
+        self._call = self._thread.call
+        self._db = self._thread.db
         self._assigned = 0  # newest cursor handed out
         self._committed = 0  # newest cursor on disk (and in the tail)
         self._oldest = 1  # oldest cursor still stored
@@ -104,36 +103,14 @@ class SqliteFeed:
         self._oldest = oldest or head + 1
 
     def _open(self) -> tuple[int, int]:
-        if self._path != ":memory:":
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=5000")
-        conn.executescript(SCHEMA)
-        self._conn = conn
+        conn = self._thread.conn = connect(self._path, SCHEMA)
         head, oldest = conn.execute("SELECT max(cursor), min(cursor) FROM activity").fetchone()
         return int(head or 0), int(oldest or 0)
 
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
-        if self._conn is not None:
-            await self._call(self._conn.close)
-            self._conn = None
-        self._executor.shutdown(wait=True)
-
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor, fn, *args)
-        except sqlite3.Error as exc:
-            raise Unavailable(f"sqlite feed: {exc}") from exc
-
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise Unavailable("sqlite feed: not open")
-        return self._conn
+        await self._thread.close()
 
     # -- publish: group commit ---------------------------------------------------------
 

@@ -5,20 +5,17 @@ relies on WAL plus a busy timeout to share the file with the task repository. Jo
 are rare (a create, a pause, one save per fire), so there is no group commit here.
 """
 
-import asyncio
 import json
 import sqlite3
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 from giobba_server.domain.clock import to_ms
-from giobba_server.domain.errors import AlreadyExists, Unavailable
+from giobba_server.domain.errors import AlreadyExists
 from giobba_server.domain.job import Job
 from giobba_server.domain.job_ports import JobPage
 from giobba_server.store.job_codec import job_from_doc, job_to_doc
+from giobba_server.store.sqlite_thread import SqliteThread, connect
 
 T = TypeVar("T")
 
@@ -49,33 +46,15 @@ def _decode(text: str) -> Job:
 class SqliteJobRepository:
     def __init__(self, path: str) -> None:
         self._path = path
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="giobba-sqlite-jobs")
-        self._conn: sqlite3.Connection | None = None
+        self._thread = SqliteThread("sqlite job store")
+        self._call = self._thread.call
+        self._db = self._thread.db
 
     async def open(self) -> None:
         await self._call(self._open)
 
     def _open(self) -> None:
-        if self._path != ":memory:":
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA busy_timeout=5000")
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.executescript(SCHEMA)
-        self._conn = conn
-
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor, fn, *args)
-        except sqlite3.OperationalError as exc:
-            raise Unavailable(f"sqlite: {exc}") from exc
-
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise Unavailable("sqlite: job store is not open")
-        return self._conn
+        self._thread.conn = connect(self._path, SCHEMA)
 
     async def insert(self, job: Job) -> None:
         def op() -> None:
@@ -137,7 +116,4 @@ class SqliteJobRepository:
         return [_decode(doc) for (doc,) in rows]
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._call(self._conn.close)
-            self._conn = None
-        self._executor.shutdown(wait=True)
+        await self._thread.close()
