@@ -22,10 +22,10 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from giobba_server.broker.redis_scripts import ALIVE_SCRIPT, FEED_SCRIPT, Call, Runner, translated
+from giobba_server.domain.activity_codec import event_fields, event_from_fields
 from giobba_server.domain.clock import now_ms, to_ms
 from giobba_server.domain.errors import FailedPrecondition
 from giobba_server.domain.ports import ActivityEvent, WorkerStatus
-from giobba_server.domain.task import TaskState
 
 ACTIVITY_STREAM = "giobba:{activity}:stream"
 ACTIVITY_TRIMMED = "giobba:{activity}:trimmed"
@@ -46,22 +46,6 @@ def stream_id(cursor: int) -> str:
     return f"{cursor >> SEQ_BITS}-{cursor & ((1 << SEQ_BITS) - 1)}"
 
 
-def _event_fields(event: ActivityEvent) -> dict[str, Any]:
-    return {
-        "task_id": event.task_id,
-        "name": event.name,
-        "queue": event.queue,
-        "old_state": event.old_state.value if event.old_state else None,
-        "new_state": event.new_state.value,
-        "kind": event.kind,
-        "worker_id": event.worker_id,
-        "attempt": event.attempt,
-        "error": event.error,
-        "job_id": event.job_id,
-        "time": event.time.isoformat(),
-    }
-
-
 def _announcement_prefix(fields: dict[str, Any]) -> str:
     """The seed's pub/sub shape, open-ended: the script appends the cursor and '}}'."""
     payload = json.dumps(fields)
@@ -69,21 +53,7 @@ def _announcement_prefix(fields: dict[str, Any]) -> str:
 
 
 def _event(entry_id: str, raw: str) -> ActivityEvent:
-    data = json.loads(raw)
-    return ActivityEvent(
-        task_id=data["task_id"],
-        name=data["name"],
-        queue=data["queue"],
-        old_state=TaskState(data["old_state"]) if data["old_state"] else None,
-        new_state=TaskState(data["new_state"]),
-        kind=data["kind"],
-        time=datetime.fromisoformat(data["time"]),
-        worker_id=data["worker_id"],
-        attempt=data["attempt"],
-        error=data["error"],
-        job_id=data["job_id"],
-        cursor=cursor_of(entry_id),
-    )
+    return event_from_fields(json.loads(raw), cursor_of(entry_id))
 
 
 class RedisFeed:
@@ -99,7 +69,7 @@ class RedisFeed:
             return
         args: list[str | int] = [self._retention, self._slack, ACTIVITY_CHANNEL]
         for event in events:
-            fields = _event_fields(event)
+            fields = event_fields(event)
             args.extend([json.dumps(fields), _announcement_prefix(fields)])
         await self._run.call(FEED_SCRIPT, [ACTIVITY_STREAM, ACTIVITY_TRIMMED], args)
 

@@ -19,12 +19,11 @@ import json
 from collections import deque
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import replace
-from datetime import datetime
 from typing import TypeVar
 
+from giobba_server.domain.activity_codec import event_fields, event_from_fields
 from giobba_server.domain.errors import FailedPrecondition
 from giobba_server.domain.ports import ActivityEvent
-from giobba_server.domain.task import TaskState
 from giobba_server.store.sqlite_thread import SqliteThread, connect
 
 T = TypeVar("T")
@@ -45,40 +44,11 @@ def feed_path(database_path: str) -> str:
 
 
 def encode(event: ActivityEvent) -> str:
-    return json.dumps(
-        {
-            "task_id": event.task_id,
-            "name": event.name,
-            "queue": event.queue,
-            "old_state": event.old_state.value if event.old_state else None,
-            "new_state": event.new_state.value,
-            "kind": event.kind,
-            "time": event.time.isoformat(),
-            "worker_id": event.worker_id,
-            "attempt": event.attempt,
-            "error": event.error,
-            "job_id": event.job_id,
-        },
-        ensure_ascii=False,
-    )
+    return json.dumps(event_fields(event), ensure_ascii=False)
 
 
 def decode(cursor: int, text: str) -> ActivityEvent:
-    data = json.loads(text)
-    return ActivityEvent(
-        task_id=data["task_id"],
-        name=data["name"],
-        queue=data["queue"],
-        old_state=TaskState(data["old_state"]) if data["old_state"] else None,
-        new_state=TaskState(data["new_state"]),
-        kind=data["kind"],
-        time=datetime.fromisoformat(data["time"]),
-        worker_id=data["worker_id"],
-        attempt=data["attempt"],
-        error=data["error"],
-        job_id=data["job_id"],
-        cursor=cursor,
-    )
+    return event_from_fields(json.loads(text), cursor)
 
 
 class SqliteFeed:
