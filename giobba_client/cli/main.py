@@ -22,7 +22,13 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("GIOBBA_SERVER") or "127.0.0.1:50051",
         help="server address HOST:PORT (env GIOBBA_SERVER, default 127.0.0.1:50051)",
     )
-    parser.add_argument("--timeout", type=float, default=30.0, help="RPC deadline in seconds")
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=30.0,
+        dest="rpc_deadline",  # not `timeout`: `task add --timeout` is the task's own limit
+        help="RPC deadline in seconds (default 30)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the gRPC server")
@@ -97,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if getattr(args, "worker", False):
             return _worker(args)
-        with Client(args.server, timeout=args.timeout) as client:
+        with Client(args.server, timeout=args.rpc_deadline) as client:
             code: int = args.run(args, client)
             return code
     except (GiobbaError, WhenError, ValueError) as exc:

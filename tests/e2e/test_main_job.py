@@ -181,6 +181,8 @@ def test_cli_errors_are_one_line_and_nonzero(st: Stack) -> None:
         assert result.returncode != 0, args
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert result.stderr.startswith("giobba: ")
+    limited = st.cli("task", "add", "echo", "--timeout", "5s")  # the task's limit, not the RPC's
+    assert limited.returncode == 0, limited.stderr
     added = st.cli("task", "add", "echo", "--payload", '{"k": "v"}', "--priority", "7")
     assert added.returncode == 0
     task_id = added.stdout.strip()
