@@ -4,9 +4,11 @@ Driver modules are imported only when their adapter is chosen, so the embedded d
 never needs a Redis or MongoDB client to be importable at start-up.
 """
 
+import fcntl
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from giobba_server.config import Config, ConfigError
 from giobba_server.domain.job_ports import FireLock, JobRepository
@@ -132,8 +134,34 @@ async def _outbox(repo: Repository) -> Outbox:
     return production
 
 
+def _claim_embedded_database(config: Config, closers: list[Callable[[], Awaitable[None]]]) -> None:
+    """With the in-process broker, live state lives in this process: a second server on
+    the same SQLite file would restore the first one's tasks into its own broker and run
+    them twice. An exclusive lock beside the file refuses that second server."""
+    path = config.database.sqlite_path
+    if config.broker.kind != "memory" or config.database.kind != "sqlite" or path == ":memory:":
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    handle = open(f"{path}.lock", "a")  # noqa: SIM115 - held for the server's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ConfigError(
+            "database.url",
+            f"{path} is in use by another giobba server; the embedded default runs one "
+            "server per database (share Redis and MongoDB to run several)",
+        ) from None
+
+    async def release() -> None:
+        handle.close()
+
+    closers.append(release)
+
+
 async def open_backends(config: Config) -> Backends:
     closers: list[Callable[[], Awaitable[None]]] = []
+    _claim_embedded_database(config, closers)
     repo = await _repository(config, closers)
     try:
         broker, feed, registry = await _live(config, closers)

@@ -1,6 +1,7 @@
 """Issue 2's "what must hold", through real `giobba serve` and `giobba worker` processes."""
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import grpc
 import pytest
@@ -9,7 +10,8 @@ from giobba_client import FailedPrecondition, InvalidArgument, TaskState
 from giobba_client._gen.giobba.v1 import task_pb2 as pb
 from giobba_client._gen.giobba.v1 import task_service_pb2 as ts
 from giobba_client._gen.giobba.v1 import task_service_pb2_grpc as ts_grpc
-from tests.e2e.harness import RECORDING, Stack, executions, wait_until
+from tests.e2e.harness import RECORDING, Stack, executions, stack, wait_until
+from tests.support.services import free_port
 
 
 def _done(st: Stack, task_id: str, timeout: float = 30) -> TaskState:
@@ -214,3 +216,15 @@ def test_a_second_server_on_a_busy_port_refuses_to_start(st: Stack) -> None:
     assert "cannot listen on" in second.stderr
     assert len(second.stderr.strip().splitlines()) == 1, second.stderr
     assert st.client().add_task("echo", {}).state == TaskState.PENDING  # the first serves on
+
+
+def test_a_second_embedded_server_on_the_same_database_refuses(tmp_path: Path) -> None:
+    with stack(tmp_path) as first:
+        first.start_server()
+        other = free_port()
+        second = first.cli("serve", "--listen", f"127.0.0.1:{other}", timeout=60)
+        assert second.returncode != 0
+        assert "in use by another giobba server" in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1, second.stderr
+        first.stop_server()
+        first.start_server()  # the lock goes with the process: a restart is fine
