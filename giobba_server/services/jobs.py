@@ -29,10 +29,12 @@ from giobba_server.domain.job import (
     build_job,
 )
 from giobba_server.domain.job_ports import FireLock, JobPage, JobRepository, fire_key
+from giobba_server.domain.ports import TaskFilter
 from giobba_server.domain.spec import TaskSpec, build_task
 from giobba_server.domain.task import Task, TaskState
 from giobba_server.services.context import Deps
 from giobba_server.services.submit import persist
+from giobba_server.services.transitions import revoke_pending
 
 log = logging.getLogger("giobba.cron")
 
@@ -131,7 +133,24 @@ async def list_jobs(deps: Deps, page_size: int, token: str) -> JobPage:
 
 
 async def pause_job(deps: Deps, job_id: str) -> Job:
-    return await _update(deps, job_id, lambda job: job.evolve(is_active=False, next_execution=None))
+    job = await _update(deps, job_id, lambda job: job.evolve(is_active=False, next_execution=None))
+    await _revoke_future_runs(deps, job_id, "job paused")
+    return job
+
+
+async def _revoke_future_runs(deps: Deps, job_id: str, reason: str) -> None:
+    """Runs created ahead of their time (`AddTask` with a schedule makes the first one at
+    once) must not fire once the job is paused or deleted; runs already due stay."""
+    now, token = deps.clock(), ""
+    flt = TaskFilter(states=frozenset({TaskState.PENDING}), job_id=job_id)
+    while True:
+        page = await deps.repo.query(flt, 500, token)
+        for task in page.tasks:
+            if task.eta is not None and task.eta > now:
+                await revoke_pending(deps, task, reason)
+        if not page.next_token:
+            return
+        token = page.next_token
 
 
 async def resume_job(deps: Deps, job_id: str) -> Job:
@@ -157,6 +176,7 @@ async def delete_job(deps: Deps, job_id: str) -> None:
         raise InvalidArgument("id", "must not be empty")
     if not await job_store(deps).delete(job_id):
         raise NotFound(f"job {job_id} not found")
+    await _revoke_future_runs(deps, job_id, "job deleted")
 
 
 async def trigger_job(deps: Deps, job_id: str) -> Task:

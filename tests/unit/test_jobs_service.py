@@ -349,3 +349,17 @@ async def test_run_expiry_counts_from_the_fire_time(stack: Stack) -> None:
     await CronLoop(stack.deps).tick()
     [run] = await stack.runs(job.id)
     assert run.expires_at == (job.next_execution or T0) + timedelta(seconds=30)
+
+
+@pytest.mark.parametrize("stop", ["pause", "delete"])
+async def test_pausing_or_deleting_revokes_a_run_made_ahead_of_its_time(
+    stack: Stack, stop: str
+) -> None:
+    [task] = await submit.submit(stack.deps, [TaskSpec(name="r", schedule="*/5 * * * *")])
+    if stop == "pause":
+        await jobs.pause_job(stack.deps, task.job_id)
+    else:
+        await jobs.delete_job(stack.deps, task.job_id)
+    run = await stack.deps.repo.get(task.id)
+    assert run is not None and run.state is TaskState.REVOKED
+    assert run.error == ("job paused" if stop == "pause" else "job deleted")
