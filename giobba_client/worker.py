@@ -267,6 +267,9 @@ class Worker:
     async def _outcome(self, ctx: TaskContext, timeout: timedelta | None) -> _Outcome:
         handler = self.handlers.get(ctx.task.name)
         if handler is None:
+            # Every worker on a queue must know every task name sent to it: route others
+            # to queues of their own. The attempt fails (and retries per max_retries).
+            log.warning("task %s: no handler named %r here", ctx.task.id, ctx.task.name)
             return _Outcome(error=f"no handler named {ctx.task.name!r} on worker {self.id}")
         call = self._start(handler, ctx)
         limit = timeout.total_seconds() if timeout is not None else None

@@ -100,6 +100,8 @@ def _add(args: argparse.Namespace, client: Client) -> int:
     if args.timeout:
         options["timeout"] = parse_seconds(args.timeout, "--timeout")
     task = client.add_task(args.name, _payload(args.payload), **options)
+    if task.job_id:  # --schedule made a job: the id printed is its first run's
+        print(f"giobba: job {task.job_id} created; its first run is below", file=sys.stderr)
     print(task.id)
     return 0
 
