@@ -244,6 +244,13 @@ def build_config(raw: Mapping[str, Any]) -> Config:
         if raw.get(key) is not None
     }
     retry = _section(raw, "retry")
+    _known("retry", retry, {"base", "cap"})
+    retry_base = parse_span("retry.base", retry.get("base", 1))
+    retry_cap = parse_span("retry.cap", retry.get("cap", 600))
+    if retry_base > retry_cap:
+        raise ConfigError("retry.base", f"{retry.get('base')!r} is longer than retry.cap")
+    server = _section(raw, "server")
+    _known("server", server, {"listen"})
     queues = raw.get("queues", ["default"])
     if isinstance(queues, str):
         queues = [q.strip() for q in queues.split(",") if q.strip()]
@@ -266,7 +273,7 @@ def build_config(raw: Mapping[str, Any]) -> Config:
     return Config(
         listen=check_listen(
             "server.listen",
-            _str("server.listen", _section(raw, "server").get("listen", DEFAULT_LISTEN)),
+            _str("server.listen", server.get("listen", DEFAULT_LISTEN)),
         ),
         queues=tuple(_str("queues", q) for q in queues),
         workers_number=_int("workersNumber", raw.get("workersNumber", 4), 1, 10_000),
@@ -274,8 +281,8 @@ def build_config(raw: Mapping[str, Any]) -> Config:
         jobs_timeout_refresh=spans.get("jobsTimeoutRefresh", defaults.jobs_timeout_refresh),
         polling_timeout=spans.get("pollingTimeout", defaults.polling_timeout),
         execution_cutoff=spans.get("executionTimeCutOff"),
-        retry_base=parse_span("retry.base", retry.get("base", 1)),
-        retry_cap=parse_span("retry.cap", retry.get("cap", 600)),
+        retry_base=retry_base,
+        retry_cap=retry_cap,
         log_level=level,
         log_format=log_format,
         feed_retention=_int("feed.retention", feed.get("retention", 100_000), 10, 100_000_000),

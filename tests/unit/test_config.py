@@ -52,6 +52,9 @@ def test_dev_env_selects_dev_file(tmp_path: Path) -> None:
         ("log:\n  level: LOUD\n", "log.level"),
         ("server:\n  listen: nowhere\n", "server.listen"),
         ("queues: []\n", "queues"),
+        ("retry:\n  capp: 10m\n", "retry.capp"),
+        ("retry:\n  base: 5m\n  cap: 1m\n", "retry.base"),
+        ("server:\n  listne: x\n", "server.listne"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str) -> None:
