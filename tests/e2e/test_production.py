@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import timedelta
@@ -13,6 +14,8 @@ import redis
 from giobba_client import FailedPrecondition, InvalidArgument, TaskState, Unavailable
 from tests.e2e.harness import RECORDING, Stack, stack, wait_until
 from tests.support.services import MongoServer, RedisServer
+
+WORKERS_APP = Path(__file__).resolve().parent / "apps" / "workers_app.py"
 
 PRODUCTION_CONFIG = "lockDuration: 10s\nretry:\n  base: 100ms\n  cap: 1s\n"
 
@@ -166,3 +169,32 @@ def _released(st: Stack, task_id: str) -> bool:
         st.client().auto_task(task_id)
         return True
     return False
+
+
+def test_kill_sent_to_one_server_reaches_a_worker_on_another(
+    tmp_path: Path, urls: tuple[str, str]
+) -> None:
+    """KillTask on server B; the worker streams cancellations from server A: the push
+    crosses servers on Redis `giobba-services` (heartbeats are 10 s apart here)."""
+    config = "lockDuration: 30s\nretry:\n  base: 100ms\n  cap: 1s\n"
+    with contextlib.ExitStack() as stacks:
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        a = stacks.enter_context(stack(tmp_path / "a", urls[0], urls[1], config))
+        b = stacks.enter_context(stack(tmp_path / "b", urls[0], urls[1], config))
+        a.start_server()
+        b.start_server()
+        a.start_worker(WORKERS_APP, "default", 1)
+        task_id = a.client().add_task("sleepy", {"seconds": 60}).id
+        wait_until(lambda: _events(a, task_id, "start"), 30, 0.05, "the task to start")
+        asked = time.time()
+        assert b.client().kill_task(task_id).state == TaskState.KILLED
+        cancelled = wait_until(lambda: _events(a, task_id, "cancelled"), 10, 0.05, "cancel")
+        assert float(cancelled[0][3]) - asked < 2, "the cancel came later than a push would"
+        assert cancelled[0][5] == "killed"
+
+
+def _events(st: Stack, task_id: str, event: str) -> list[list[str]]:
+    path = Path(st.env["GIOBBA_TEST_RECORD"])
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [p for p in (line.split(" ", 5) for line in lines) if p[:2] == [task_id, event]]
