@@ -17,6 +17,7 @@ from giobba_server.api.convert import (
 from giobba_server.api.errors import streaming, unary
 from giobba_server.domain.errors import InvalidArgument
 from giobba_server.domain.ports import ActivityEvent, TaskFilter
+from giobba_server.domain.spec import check_reason
 from giobba_server.domain.task import Task, TaskState
 from giobba_server.services import control, queries, submit, transitions
 from giobba_server.services.context import Deps
@@ -85,12 +86,14 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
     async def RevokeTask(
         self, request: ts.RevokeTaskRequest, context: Ctx
     ) -> ts.RevokeTaskResponse:
-        task, children = await transitions.revoke(self._deps, request.id, request.reason)
+        task, children = await transitions.revoke(
+            self._deps, request.id, check_reason(request.reason)
+        )
         return ts.RevokeTaskResponse(task=self._pb(task), revoked_children=children)
 
     @unary
     async def KillTask(self, request: ts.KillTaskRequest, context: Ctx) -> ts.KillTaskResponse:
-        task = await control.kill_task(self._deps, request.id, request.reason)
+        task = await control.kill_task(self._deps, request.id, check_reason(request.reason))
         return ts.KillTaskResponse(task=self._pb(task))
 
     @unary

@@ -14,6 +14,7 @@ QUEUE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 MAX_NAME = 200
 MAX_RETRIES = 100
 MAX_URL = 2048
+MAX_REASON = 1024
 MIN_PRIORITY, MAX_PRIORITY = 0, 10
 DEFAULT_QUEUE = "default"
 
@@ -53,6 +54,14 @@ def check_url(field: str, url: str) -> None:
     if not parts.hostname or any(c.isspace() for c in url):
         raise InvalidArgument(field, f"is not a valid URL: {url!r}")
     del port
+
+
+def check_reason(reason: str) -> str:
+    """A revoke/kill reason becomes the task's error and travels in every event and
+    callback about it, so it is bounded like the other short texts."""
+    if len(reason) > MAX_REASON:
+        raise InvalidArgument("reason", f"is longer than {MAX_REASON} characters")
+    return reason
 
 
 def check_id(field: str, value: str) -> str:

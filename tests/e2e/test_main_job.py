@@ -129,6 +129,15 @@ def test_revoke_pending_never_runs_and_completed_is_refused(st: Stack) -> None:
     assert len(refused.stderr.strip().splitlines()) == 1
 
 
+def test_an_overlong_revoke_reason_is_refused_and_changes_nothing(st: Stack) -> None:
+    client = st.client()
+    task = client.add_task("echo", {}, eta=datetime.now(UTC) + timedelta(hours=1)).id
+    with pytest.raises(InvalidArgument, match="reason"):
+        client.revoke_task(task, reason="x" * 1025)
+    assert client.get_task(task).state == TaskState.PENDING
+    assert client.revoke_task(task, reason="y" * 1024).task.error == "y" * 1024
+
+
 @pytest.mark.parametrize(
     ("options", "field"),
     [

@@ -239,7 +239,7 @@ export type RevokeTaskRequest = Message<"giobba.v1.RevokeTaskRequest"> & {
   id: string;
 
   /**
-   * Recorded as the task's error; default "revoked".
+   * Recorded as the task's error; default "revoked". At most 1024 characters.
    *
    * @generated from field: string reason = 2;
    */
@@ -287,6 +287,8 @@ export type KillTaskRequest = Message<"giobba.v1.KillTaskRequest"> & {
   id: string;
 
   /**
+   * Recorded as the task's error; default "killed". At most 1024 characters.
+   *
    * @generated from field: string reason = 2;
    */
   reason: string;
