@@ -24,6 +24,7 @@ from giobba_server.broker.memory_lock import MemoryFireLock
 from giobba_server.config import Config, ConfigError
 from giobba_server.domain.clock import utcnow
 from giobba_server.domain.ports import WorkerStatus
+from giobba_server.domain.zones import RULES_VERSION
 from giobba_server.metrics import MeteredFeed, Metrics, RpcTimer, follow_forever
 from giobba_server.scheduler.callbacks import CallbackLoop, DeliverySettings
 from giobba_server.scheduler.cron import CronLoop
@@ -232,11 +233,12 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     app = await build(config)
     await start(app)
     log.info(
-        "giobba %s serving on port %d (broker=%s, database=%s)",
+        "giobba %s serving on port %d (broker=%s, database=%s, tz rules=%s)",
         VERSION,
         app.port,
         config.broker.kind,
         config.database.kind,
+        RULES_VERSION,
     )
     print(f"giobba server listening on {config.listen.rsplit(':', 1)[0]}:{app.port}", flush=True)
     if ready is not None:

@@ -16,9 +16,10 @@ DST, decided by the hour field: `*` or a step there makes a "wildcard-hour" sche
 - Repeated wall times: fixed-hour schedules fire at the first occurrence only;
   wildcard-hour schedules fire in both copies.
 
-Zones come from the host's tzdata via `zoneinfo` ("UTC" needs none); nothing here reads
-the server's own zone. Fire times are found by calendar arithmetic (months, then days, then
-a bisect over the time-of-day sets), never by stepping minute by minute.
+Zones come from the pinned `tzdata` package (see zones.py; "UTC" needs none), never from
+the host, and nothing here reads the server's own zone. Fire times are found by calendar
+arithmetic (months, then days, then a bisect over the time-of-day sets), never by stepping
+minute by minute.
 """
 
 import calendar
@@ -28,9 +29,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from types import MappingProxyType
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from giobba_server.domain.errors import InvalidArgument
+from giobba_server.domain.zones import UnknownZone, load_zone
 
 ErrorField = Literal["schedule", "timezone"]
 
@@ -296,8 +297,8 @@ def _zone(key: str) -> tzinfo:
     if key in _HOST_ZONES:
         raise ScheduleError("timezone", f"'{key}' names the host's zone, not an IANA zone")
     try:
-        return ZoneInfo(key)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return load_zone(key)
+    except (UnknownZone, OSError):
         raise ScheduleError("timezone", f"unknown zone '{key}'") from None
 
 

@@ -1,13 +1,18 @@
 """Cron schedule semantics: syntax, Vixie day rules, DST handling and sparse schedules."""
 
 import pickle
+import re
 import time
+import zoneinfo
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from importlib import metadata, resources
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from giobba_server.domain import zones
 from giobba_server.domain.errors import InvalidArgument
 from giobba_server.domain.schedule import CronSchedule, ScheduleError
 
@@ -299,6 +304,41 @@ def test_result_does_not_depend_on_the_host_zone(monkeypatch: pytest.MonkeyPatch
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_zone_rules_come_from_the_pinned_package_not_the_host(tmp_path: Path) -> None:
+    # A host whose "America/New_York" holds Tokyo's rules: fire times must not follow it,
+    # or two servers on different hosts would derive different run ids for one fire.
+    expected = fires("30 2 * * *", "2026-03-08T06:30Z", 2, NY)
+    (tmp_path / "America").mkdir()
+    tokyo = resources.files("tzdata").joinpath("zoneinfo", "Asia", "Tokyo")
+    (tmp_path / "America" / "New_York").write_bytes(tokyo.read_bytes())
+    try:
+        zoneinfo.reset_tzpath(to=[str(tmp_path)])
+        zoneinfo.ZoneInfo.clear_cache()
+        zones.load_zone.cache_clear()
+        assert zoneinfo.ZoneInfo(NY).utcoffset(utc("2026-01-01T00:00Z")) == timedelta(hours=9)
+        assert fires("30 2 * * *", "2026-03-08T06:30Z", 2, NY) == expected
+    finally:
+        zoneinfo.reset_tzpath()
+        zoneinfo.ZoneInfo.clear_cache()
+
+
+@pytest.mark.parametrize(
+    "key", ["../../etc/passwd", "Europe/../UTC", "/etc/localtime", "leapseconds", "Europe", ""]
+)
+def test_a_key_that_is_not_a_zone_is_refused_naming_timezone(key: str) -> None:
+    with pytest.raises(ScheduleError) as caught:
+        CronSchedule.parse("* * * * *", key)
+    assert caught.value.field == "timezone"
+
+
+def test_the_zone_rules_are_the_pinned_release() -> None:
+    pyproject = Path(__file__).parents[2] / "pyproject.toml"
+    pin = re.search(r'"tzdata==([^"]+)"', pyproject.read_text())
+    assert pin is not None, "tzdata must be pinned exactly in pyproject.toml"
+    assert metadata.version("tzdata") == pin.group(1)
+    assert zones.RULES_VERSION  # e.g. "2026f", shown so operators can compare servers
 
 
 # --- sparse schedules ------------------------------------------------------------------
