@@ -184,7 +184,7 @@ class WakeHub:
             self._reader.cancel()
             with suppress(asyncio.CancelledError):
                 await self._reader
-        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._pubsub.aclose()
 
 
 class RedisBroker:

@@ -164,4 +164,4 @@ class RedisRegistry:
                 if message is not None and message["type"] == "message":
                     yield _status(message["data"])
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()

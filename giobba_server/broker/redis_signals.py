@@ -71,7 +71,7 @@ class RedisSignals:
         except RedisError as exc:
             raise Unavailable(f"redis signals: {exc}") from exc
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -215,7 +215,7 @@ class TestRedisFeed(FeedContract):
                 assert loop.time() < deadline
                 message = await pubsub.get_message(timeout=1.0)
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()
         body = json.loads(message["data"])
         assert body["action_type"] == "ACTIVITY"
         payload = body["payload"]
