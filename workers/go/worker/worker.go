@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -27,6 +28,14 @@ import (
 
 // Version is reported in heartbeats.
 const Version = "go/0.1.0"
+
+// clientKeepalive pings the server every 10 s, idle or not (the server permits it), so a
+// dead or unreachable server is noticed within about 20 s, as the Python worker does.
+var clientKeepalive = keepalive.ClientParameters{
+	Time:                10 * time.Second,
+	Timeout:             10 * time.Second,
+	PermitWithoutStream: true,
+}
 
 const (
 	firstBeat      = time.Second // until the server says how often it wants to hear from us
@@ -110,8 +119,10 @@ func New(cfg Config) (*Worker, error) {
 		host, _ := os.Hostname()
 		cfg.ID = fmt.Sprintf("%s-%d-go-%08x", host, os.Getpid(), time.Now().UnixNano()&0xffffffff)
 	}
-	opts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
-		cfg.DialOptions...)
+	opts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithKeepaliveParams(clientKeepalive),
+	}, cfg.DialOptions...)
 	conn, err := grpc.NewClient(cfg.Server, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)

@@ -6,10 +6,19 @@ export function defaultServer(): string {
   return process.env.GIOBBA_SERVER || "127.0.0.1:50051";
 }
 
-/** A gRPC (HTTP/2) transport to a Giobba server given as host:port or a URL. */
+/**
+ * A gRPC (HTTP/2) transport to a Giobba server given as host:port or a URL. HTTP/2 pings
+ * every 10 s (idle or not; the server permits it) notice a dead or unreachable server within
+ * about 20 s, as the Python and Go workers do.
+ */
 export function grpcTransport(server: string = defaultServer()): Transport {
   const baseUrl = /^https?:\/\//.test(server) ? server : `http://${server}`;
-  return createGrpcTransport({ baseUrl });
+  return createGrpcTransport({
+    baseUrl,
+    pingIntervalMs: 10_000,
+    pingTimeoutMs: 10_000,
+    pingIdleConnection: true,
+  });
 }
 
 export function durationOf(seconds: number): { seconds: bigint; nanos: number } {
