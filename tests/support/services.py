@@ -22,6 +22,7 @@ import selectors
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,7 @@ __all__ = [
     "MongoServer",
     "RedisServer",
     "ServiceUnavailableError",
+    "TlsRedisServer",
     "build_ferretdb_harness",
     "ferretdb_harness_dir",
     "free_port",
@@ -160,13 +162,20 @@ def _backoff(attempt: int) -> float:
 # --- Redis -------------------------------------------------------------------
 
 
-def _redis_command(host: str, port: int, *args: str, timeout: float = 2.0) -> bytes:
+def _redis_command(
+    host: str,
+    port: int,
+    *args: str,
+    timeout: float = 2.0,
+    tls: ssl.SSLContext | None = None,
+) -> bytes:
     """Send one RESP command on a fresh connection; return the first reply line."""
     payload = f"*{len(args)}\r\n".encode()
     for arg in args:
         data = arg.encode()
         payload += b"$%d\r\n%s\r\n" % (len(data), data)
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    with socket.create_connection((host, port), timeout=timeout) as raw:
+        sock = tls.wrap_socket(raw, server_hostname=host) if tls is not None else raw
         sock.sendall(payload)
         reply = b""
         while not reply.endswith(b"\r\n"):
@@ -236,10 +245,8 @@ class RedisServer:
                 if not pick or attempt == 2:
                     raise
 
-    def _start_once(self, executable: str, tmp: Path) -> None:
-        port = self.port
-        log = tmp / "redis.log"
-        argv = [
+    def _argv(self, executable: str, port: int, tmp: Path) -> list[str]:
+        return [
             executable,
             "--port", str(port),
             "--bind", LOOPBACK,
@@ -250,6 +257,14 @@ class RedisServer:
             "--protected-mode", "yes",
             "--logfile", "",
         ]  # fmt: skip
+
+    def _answers(self, port: int) -> bool:
+        return _redis_command(LOOPBACK, port, "PING", timeout=1.0) == b"+PONG"
+
+    def _start_once(self, executable: str, tmp: Path) -> None:
+        port = self.port
+        log = tmp / "redis.log"
+        argv = self._argv(executable, port, tmp)
         with log.open("ab") as out:
             self._proc = _spawn(argv, cwd=tmp, stdout=out, stderr=out)
         deadline = time.monotonic() + self._startup_timeout
@@ -261,7 +276,7 @@ class RedisServer:
                     f"redis-server exited on port {port}: {_log_tail(log)}"
                 )
             with contextlib.suppress(OSError):
-                if _redis_command(LOOPBACK, port, "PING", timeout=1.0) == b"+PONG":
+                if self._answers(port):
                     return
             if time.monotonic() > deadline:
                 _terminate(self._proc, graceful=False)
@@ -307,6 +322,69 @@ class RedisServer:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class TlsRedisServer(RedisServer):
+    """A ``redis-server`` that speaks TLS only and knows one ACL user (no default user).
+
+    The certificate is self-signed for 127.0.0.1, made with ``openssl`` in the temp dir;
+    ``ca_file`` is what a client must trust.
+    """
+
+    def __init__(self, *, username: str, password: str, startup_timeout: float = 10.0) -> None:
+        super().__init__(startup_timeout=startup_timeout)
+        self.username = username
+        self.password = password
+        self._ca: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"rediss://{LOOPBACK}:{self.port}/0"
+
+    @property
+    def ca_file(self) -> Path:
+        if self._ca is None:
+            raise RuntimeError("TlsRedisServer has not been started yet")
+        return self._ca
+
+    def _certificate(self, tmp: Path) -> tuple[Path, Path]:
+        cert, key = tmp / "cert.pem", tmp / "key.pem"
+        if not cert.exists():
+            openssl = shutil.which("openssl")
+            if openssl is None:
+                raise ServiceUnavailableError("openssl not found on PATH (apt-get install openssl)")
+            subprocess.run(
+                [
+                    openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={LOOPBACK}",
+                    "-addext", f"subjectAltName=IP:{LOOPBACK}",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )  # fmt: skip
+        self._ca = cert
+        return cert, key
+
+    def _argv(self, executable: str, port: int, tmp: Path) -> list[str]:
+        cert, key = self._certificate(tmp)
+        argv = super()._argv(executable, port, tmp)
+        argv[argv.index("--port") + 1] = "0"  # no plain-TCP listener at all
+        return [
+            *argv,
+            "--tls-port", str(port),
+            "--tls-cert-file", str(cert),
+            "--tls-key-file", str(key),
+            "--tls-ca-cert-file", str(cert),
+            "--tls-auth-clients", "no",
+            "--user", "default", "off",
+            "--user", self.username, "on", f">{self.password}", "~*", "&*", "+@all",
+        ]  # fmt: skip
+
+    def _answers(self, port: int) -> bool:
+        tls = ssl.create_default_context(cafile=str(self.ca_file))
+        reply = _redis_command(LOOPBACK, port, "PING", timeout=1.0, tls=tls)
+        return reply.startswith(b"-NOAUTH")  # up, and refusing anyone unauthenticated
 
 
 # --- FerretDB harness build ----------------------------------------------------
