@@ -56,7 +56,7 @@ test: setup services lint proto-breaking workers-check pytest
 proto-lint:
 	$(BUF) lint
 
-# Fails when protos/ breaks the wire format of main (or of the previous commit, on main).
+# Fails when protos/ breaks the wire format of main (on main: of the API as first published).
 proto-breaking:
 	BUF="$(BUF)" bash scripts/proto-breaking.sh
 
