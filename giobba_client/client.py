@@ -37,7 +37,25 @@ class Client:
         return AsyncClient(server, timeout)
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        """Run `coro` on the client's loop and wait for it. If the wait is interrupted (Ctrl-C
+        raises KeyboardInterrupt in the calling thread), the coroutine is cancelled and has
+        ended before the interruption goes on: nothing is left running behind the caller's
+        back (closing a stream mid-read would otherwise fail as 'already running')."""
+        running: list[asyncio.Task[Any]] = []
+
+        async def tracked() -> T:
+            task = asyncio.current_task()
+            assert task is not None
+            running.append(task)
+            return await coro
+
+        future = asyncio.run_coroutine_threadsafe(tracked(), self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            if not future.done():
+                asyncio.run_coroutine_threadsafe(_cancel(running), self._loop).result()
+            raise
 
     def __enter__(self) -> "Client":
         return self
@@ -123,3 +141,11 @@ class Client:
 
 async def _next(stream: AsyncIterator[T]) -> T:
     return await anext(stream)
+
+
+async def _cancel(running: list["asyncio.Task[Any]"]) -> None:
+    """Cancel the tracked task and wait until it has ended. It is scheduled before this
+    coroutine, so it has started (and registered itself) by the time this runs."""
+    for task in running:
+        task.cancel()
+        await asyncio.wait([task])

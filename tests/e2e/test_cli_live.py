@@ -5,6 +5,7 @@ import json
 import os
 import pty
 import select
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -131,6 +132,16 @@ def test_watch_count_and_json(st: Stack) -> None:
     events = [json.loads(line) for line in done.stdout.splitlines()]
     assert [e["task_id"] for e in events] == ids
     assert {e["kind"] for e in events} == {"CREATED"}
+
+
+def test_ctrl_c_ends_watch_quietly(st: Stack) -> None:
+    task = st.client().add_task("echo", {})
+    with piped(st, "watch", "--from", "0") as (proc, lines):
+        wait_until(lambda: any(task.id in line for line in lines), 30, what="the event")
+        proc.send_signal(signal.SIGINT)  # mid-read of the live stream
+        code = proc.wait(20)
+    assert code == 130, "".join(lines)
+    assert "Traceback" not in "".join(lines), "".join(lines)
 
 
 def test_top_once_shows_queues_workers_and_failures(st: Stack) -> None:
