@@ -5,6 +5,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from giobba_client.cli import job as job_cmd
 from giobba_client.cli import live as live_cmd
@@ -15,20 +16,31 @@ from giobba_client.client import Client
 from giobba_client.errors import GiobbaError
 
 
+class _Parser(argparse.ArgumentParser):
+    """Every command takes the global options before or after its name (`giobba --server X
+    worker` and `giobba worker --server X` alike). Below the top level they default to
+    SUPPRESS, so a value given at the top is not overwritten by a subcommand's default."""
+
+    def __init__(self, *args: Any, top: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument(
+            "--server",
+            default=(os.environ.get("GIOBBA_SERVER") or "127.0.0.1:50051")
+            if top
+            else argparse.SUPPRESS,
+            help="server address HOST:PORT (env GIOBBA_SERVER, default 127.0.0.1:50051)",
+        )
+        self.add_argument(
+            "--deadline",
+            type=float,
+            default=30.0 if top else argparse.SUPPRESS,
+            dest="rpc_deadline",  # not `timeout`: `task add --timeout` is the task's own limit
+            help="RPC deadline in seconds (default 30)",
+        )
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="giobba", description="Giobba task executor")
-    parser.add_argument(
-        "--server",
-        default=os.environ.get("GIOBBA_SERVER") or "127.0.0.1:50051",
-        help="server address HOST:PORT (env GIOBBA_SERVER, default 127.0.0.1:50051)",
-    )
-    parser.add_argument(
-        "--deadline",
-        type=float,
-        default=30.0,
-        dest="rpc_deadline",  # not `timeout`: `task add --timeout` is the task's own limit
-        help="RPC deadline in seconds (default 30)",
-    )
+    parser = _Parser(prog="giobba", description="Giobba task executor", top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the gRPC server")
