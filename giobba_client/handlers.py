@@ -4,6 +4,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -56,21 +57,43 @@ def is_async(handler: Handler) -> bool:
 
 def _import(app: str) -> Any:
     path = Path(app)
-    if app.endswith(".py") or path.is_file():
-        if not path.is_file():
-            raise ValueError(f"--app: no such file {app}")
-        name = f"giobba_app_{path.stem}"
-        spec = importlib.util.spec_from_file_location(name, path.resolve())
-        if spec is None or spec.loader is None:
-            raise ValueError(f"--app: cannot load {app}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        return module
+    is_file = app.endswith(".py") or path.is_file()
+    if is_file and not path.is_file():
+        raise ValueError(f"--app: no such file {app}")
     try:
-        return importlib.import_module(app)
+        return _load_file(path) if is_file else _load_module(app)
     except ModuleNotFoundError as exc:
-        raise ValueError(f"--app: cannot import module {app!r}: {exc}") from None
+        if exc.name is not None and (app == exc.name or app.startswith(exc.name + ".")):
+            raise ValueError(f"--app: cannot import module {app!r}: {exc}") from None
+        raise ValueError(f"--app: importing {app} failed: {_where(exc)}") from None
+    except Exception as exc:  # the app's own code failed: say what and where, in one line
+        raise ValueError(f"--app: importing {app} failed: {_where(exc)}") from None
+
+
+def _load_file(path: Path) -> Any:
+    name = f"giobba_app_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path.resolve())
+    if spec is None or spec.loader is None:
+        raise ValueError(f"--app: cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _load_module(app: str) -> Any:
+    # As `python -m` does: a module in the working directory is importable by name (the
+    # console script's own directory is what Python put on the path instead).
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    return importlib.import_module(app)
+
+
+def _where(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    origin = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{origin}"
 
 
 def load_app(app: str) -> Handlers:
