@@ -99,6 +99,8 @@ def _check_scalars(spec: TaskSpec, prefix: str) -> None:
             raise InvalidArgument(f"{prefix}{field}", "must be positive")
     check_url(f"{prefix}callback", spec.callback)
     check_url(f"{prefix}callback_err", spec.callback_err)
+    if spec.timezone and not spec.schedule:
+        raise InvalidArgument(f"{prefix}timezone", "applies only with a schedule")
 
 
 def build_task(

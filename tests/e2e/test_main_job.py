@@ -146,6 +146,7 @@ def test_an_overlong_revoke_reason_is_refused_and_changes_nothing(st: Stack) -> 
         ({"callback": "not a url"}, "task.callback"),
         ({"callback_err": "ftp://example.com/x"}, "task.callback_err"),
         ({"parent_id": "3f1b0c7e-5d8a-4f5e-9a51-0d5cf3f1e2aa"}, "task.parent_id"),
+        ({"timezone": "Europe/Rome"}, "task.timezone"),  # a zone without a schedule
     ],
 )
 def test_bad_input_is_refused_naming_the_field(
