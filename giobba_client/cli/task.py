@@ -31,7 +31,7 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     add.add_argument("--timeout", help="execution limit in seconds (or 30s / 5m)")
     add.add_argument("--callback", default="", help="URL to POST on COMPLETED")
     add.add_argument("--callback-err", default="", help="URL to POST on FAILED/KILLED")
-    add.add_argument("--id", default="", help="a UUID of your own; a second submit with it is refused")
+    add.add_argument("--id", default="", help="a UUID of your own (reused: refused)")
     add.add_argument("--schedule", default="", help="cron: makes it a job; prints its 1st run")
     add.add_argument("--tz", default="", help="IANA zone of --schedule (default: server's)")
     add.set_defaults(run=_add)
