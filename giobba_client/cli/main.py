@@ -5,7 +5,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from giobba_client.cli import job as job_cmd
 from giobba_client.cli import live as live_cmd
@@ -41,7 +41,11 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="giobba", description="Giobba task executor", top=True)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # The command modules take the base type; what they add are _Parser instances all the same.
+    sub = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",
+        parser.add_subparsers(dest="command", required=True, metavar="COMMAND"),
+    )
 
     serve = sub.add_parser("serve", help="run the gRPC server")
     serve.add_argument("--listen", help="HOST:PORT (default from config, 127.0.0.1:50051)")
