@@ -8,8 +8,10 @@ with the latest one and writes cancellations back.
 
 The child must never outlive or out-freeze its worker, or a dead worker's leases would be
 renewed forever: it exits on end-of-input (the kernel closes the pipe when the worker dies,
-even by SIGKILL), and on Linux it skips beats while the worker is stopped (SIGSTOP), so a
-frozen worker loses its leases as it should. Interrupt signals are ignored: the worker
+even by SIGKILL) and when the worker process itself has exited (a process a handler forked
+may hold the pipe open after the worker died), and on Linux it skips beats while the worker
+is stopped (SIGSTOP), so a frozen worker loses its leases as it should. If the child dies,
+the worker starts another. Interrupt signals are ignored: the worker
 decides when the child stops (after its drain), by saying so, which earns one last beat.
 
 Protocol: worker -> child, one JSON object per line, {"worker": base64 WorkerInfo,
@@ -22,6 +24,7 @@ import contextlib
 import json
 import logging
 import os
+import selectors
 import signal
 import subprocess
 import sys
@@ -36,6 +39,7 @@ from giobba_client._heartbeat import Beat, Heartbeater
 log = logging.getLogger("giobba.worker")
 
 REFRESH = 1.0  # re-send the snapshot at least this often (counts change without kicks)
+PARENT_CHECK = 0.25  # where no pidfd exists: how often to look for a re-parenting
 
 
 def encode(beat: Beat) -> str:
@@ -53,7 +57,9 @@ def decode(line: str) -> Beat | None:
 
 
 class BeatProcess:
-    """The worker's side: same surface as `Heartbeater` (start, changed, stop)."""
+    """The worker's side: same surface as `Heartbeater` (start, changed, stop). A child that
+    dies while the worker runs (killed, crashed) is started again at once: without it every
+    lease would lapse while the worker goes on running, and losing, its tasks."""
 
     def __init__(
         self, server: str, snapshot: Callable[[], Beat], on_cancel: Callable[[str, str], None]
@@ -63,19 +69,26 @@ class BeatProcess:
         self._on_cancel = on_cancel
         self._changed = threading.Event()
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # guards _child and _threads against a respawn
         self._child: subprocess.Popen[str] | None = None
         self._threads: list[threading.Thread] = []
         self._last_beat = True
+        self.restarts = 0
 
     def start(self) -> None:
+        with self._lock:
+            self._spawn()
+
+    def _spawn(self) -> None:
         # `-c`, not `-m`: running a module that the package already imported makes Python
         # warn about a double import.
         argv = [sys.executable, "-c", _ENTRY, self._server, str(os.getpid())]
-        self._child = subprocess.Popen(
+        child = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
         )
+        self._child = child
         for target, name in ((self._feed, "giobba-beat-feed"), (self._read, "giobba-beat-read")):
-            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread = threading.Thread(target=target, args=(child,), name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
 
@@ -87,23 +100,25 @@ class BeatProcess:
         """Let the child beat once more (current counts) and exit; or, with
         `last_beat=False`, just close its input so the leases held lapse."""
         self._last_beat = last_beat
-        self._stop.set()
+        with self._lock:
+            self._stop.set()
+            threads, child = list(self._threads), self._child
         self._changed.set()
-        for thread in self._threads:
+        for thread in threads:
             thread.join(timeout=10)
-        if self._child is not None:
+        if child is not None:
             try:
-                self._child.wait(timeout=10)
+                child.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self._child.kill()
-                self._child.wait()
+                child.kill()
+                child.wait()
 
-    def _feed(self) -> None:
-        assert self._child is not None and self._child.stdin is not None
-        pipe = self._child.stdin
+    def _feed(self, child: "subprocess.Popen[str]") -> None:
+        assert child.stdin is not None
+        pipe = child.stdin
         last = ""
         with contextlib.suppress(OSError, ValueError):  # the child is gone: nothing to feed
-            while not self._stop.is_set():
+            while not self._stop.is_set() and child.poll() is None:
                 line = encode(self._snapshot())
                 if line != last:
                     pipe.write(line + "\n")
@@ -111,18 +126,26 @@ class BeatProcess:
                     last = line
                 self._changed.wait(REFRESH)
                 self._changed.clear()
-            if self._last_beat:
+            if self._last_beat and self._stop.is_set():
                 pipe.write(encode(self._snapshot()) + "\n" + json.dumps({"stop": True}) + "\n")
                 pipe.flush()
         with contextlib.suppress(OSError, ValueError):
             pipe.close()
 
-    def _read(self) -> None:
-        assert self._child is not None and self._child.stdout is not None
-        for line in self._child.stdout:
+    def _read(self, child: "subprocess.Popen[str]") -> None:
+        assert child.stdout is not None
+        for line in child.stdout:
             with contextlib.suppress(ValueError, KeyError):
                 data = json.loads(line)
                 self._on_cancel(str(data["task_id"]), str(data["reason"]))
+        code = child.wait()
+        with self._lock:
+            if self._stop.is_set():
+                return
+            self.restarts += 1
+            log.error("heartbeat process exited (%s); starting it again", code)
+            self._changed.set()  # wake the old feed thread so it ends
+            self._spawn()
 
 
 # -- the child ---------------------------------------------------------------------------
@@ -137,6 +160,26 @@ def parent_running(pid: int) -> bool:
         return True
     state = stat.rsplit(")", 1)[-1].split()[0]
     return state not in ("T", "t")
+
+
+def wait_for_exit(pid: int, gone: Callable[[], None]) -> None:
+    """Call `gone` once process `pid` has exited. End-of-input is not enough to tell: a
+    process the handler forked inherits the pipe and keeps it open after the worker died.
+    A pidfd turns readable when the process exits (Linux >= 5.3); elsewhere a re-parented
+    child (getppid changed) is the sign."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        fd = -1
+    if fd >= 0:
+        with contextlib.closing(selectors.DefaultSelector()) as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            sel.select()
+        os.close(fd)
+    else:
+        while os.getppid() == pid:
+            threading.Event().wait(PARENT_CHECK)
+    gone()
 
 
 class _Child:
@@ -160,8 +203,20 @@ class _Child:
             self._out.write(json.dumps({"task_id": task_id, "reason": reason}) + "\n")
             self._out.flush()
 
+    def _orphaned(self) -> None:
+        """The worker died (its pipe may live on in a process it forked): stop beating, so
+        its leases lapse, and exit without waiting for an end of input that may not come."""
+        self._beats.stop(last_beat=False)
+        os._exit(0)
+
     def run(self, lines: IO[str]) -> int:
         """Beat until told to stop (one last beat) or until the worker is gone (none)."""
+        if os.getppid() != self._parent:  # the worker died before we got here
+            return 0
+        watch = threading.Thread(
+            target=wait_for_exit, args=(self._parent, self._orphaned), daemon=True
+        )
+        watch.start()
         for line in lines:
             beat = decode(line)
             if beat is None:

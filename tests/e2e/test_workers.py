@@ -5,6 +5,7 @@ SIGKILL is `os.kill(pid, SIGKILL)` of the worker process. Every wait is a condit
 a deadline; the only timing assertions are the ones the issue states.
 """
 
+import contextlib
 import os
 import signal
 import time
@@ -159,6 +160,52 @@ def test_sigkilled_worker_without_retries_fails_within_the_lease(lease5: Stack) 
     assert task.state == TaskState.FAILED
     assert task.error == "worker lost"
     assert took <= 5 + 3, f"recovered {took:.1f}s after SIGKILL (lease 5 s)"
+
+
+def test_sigkilled_worker_whose_handler_forked_still_loses_its_lease(lease5: Stack) -> None:
+    st = lease5
+    first = worker(st)
+    task_id = st.client().add_task("fork_child", {"seconds": 60}, max_retries=0).id
+    begun = started(st, task_id)
+    forked = int(begun.extra)
+    try:
+        killed_at = sigkill(first)
+        task = final(st, task_id)
+        took = time.monotonic() - killed_at
+        assert task.state == TaskState.FAILED and task.error == "worker lost"
+        assert took <= 5 + 3, f"recovered {took:.1f}s after SIGKILL (lease 5 s)"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(forked, signal.SIGKILL)
+
+
+def test_a_killed_heartbeat_process_is_replaced_and_the_lease_kept(lease5: Stack) -> None:
+    st = lease5
+    proc = worker(st)
+    task_id = st.client().add_task("sleepy", {"seconds": 9}, max_retries=2).id
+    started(st, task_id)
+    beats = _children(proc.popen.pid)
+    assert len(beats) == 1, beats
+    os.kill(beats[0], signal.SIGKILL)
+    replaced = wait_until(lambda: _children(proc.popen.pid), 10, what="a new heartbeat child")
+    assert replaced != beats
+    task = final(st, task_id)
+    assert task.state == TaskState.COMPLETED
+    assert task.attempts == 1 and task.retries == 0, "the lease must not have lapsed"
+    assert "heartbeat process exited" in proc.text()
+
+
+def _children(pid: int) -> list[int]:
+    """Live child processes of `pid` (from /proc: the worker's heartbeat process)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            stat = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
+            if int(stat[1]) == pid and stat[0] != "Z":
+                found.append(int(entry.name))
+    return found
 
 
 def test_frozen_worker_late_result_is_refused(lease5: Stack) -> None:

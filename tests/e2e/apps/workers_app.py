@@ -101,3 +101,17 @@ def hold_gil(ctx: TaskContext, task: Task) -> dict[str, Any]:
     total = sum(range(int(rate * float(task.payload["seconds"]))))
     record(task, "done", ctx.attempt, str(total % 10))
     return {"pid": os.getpid(), "attempt": ctx.attempt}
+
+
+@handlers("fork_child")
+def fork_child(ctx: TaskContext, task: Task) -> dict[str, Any]:
+    """Forks a process that outlives the worker (it inherits every pipe the worker holds,
+    the heartbeat child's input included), then waits like `sleepy`."""
+    child = os.fork()
+    if child == 0:  # the forked copy: hold the inherited descriptors, then vanish
+        threading.Event().wait(float(task.payload.get("child_seconds", 60)))
+        os._exit(0)
+    record(task, "start", ctx.attempt, str(child))
+    ctx.wait(_seconds(task))
+    record(task, "done", ctx.attempt)
+    return {"pid": os.getpid(), "attempt": ctx.attempt}
