@@ -58,6 +58,8 @@ _DOW_NAMES: Mapping[str, int] = MappingProxyType(
     {name: i for i, name in enumerate(("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"))}
 )
 
+MAX_EXPRESSION = 1024
+
 
 class ScheduleError(InvalidArgument, ValueError):
     """A schedule or time zone is invalid; `field` is "schedule" or "timezone"."""
@@ -250,6 +252,10 @@ def _fields(expression: str) -> list[str]:
 def _parse(expression: str) -> _Spec:
     if not isinstance(expression, str):
         raise ScheduleError("schedule", "must be a string")
+    if len(expression) > MAX_EXPRESSION:
+        # Every field listing every value fits; far longer ones only cost CPU on the
+        # server's event loop each time their fire times are computed.
+        raise ScheduleError("schedule", f"is longer than {MAX_EXPRESSION} characters")
     sec, minute, hour, dom, month, dow = _fields(expression)
     days, last_day = _day_of_month(dom)
     weekdays, last_weekdays, nth_weekdays = _day_of_week(dow)

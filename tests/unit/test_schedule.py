@@ -230,6 +230,13 @@ def test_schedule_error_is_a_value_error_and_an_invalid_argument() -> None:
     assert (copy.field, copy.reason, str(copy)) == (error.field, error.reason, str(error))
 
 
+def test_an_overlong_expression_is_refused_but_every_value_listed_fits() -> None:
+    every = ",".join(str(v) for v in range(60))
+    CronSchedule.parse(f"{every} {every} * * * *")
+    with pytest.raises(ScheduleError, match="schedule: is longer than 1024 characters"):
+        CronSchedule.parse("1," * 100_000 + "1 * * * *")
+
+
 def test_non_string_input_is_rejected() -> None:
     with pytest.raises(ScheduleError, match="schedule: must be a string"):
         CronSchedule.parse(5)  # type: ignore[arg-type]
