@@ -64,12 +64,15 @@ def when(value: When, field: str) -> Timestamp | None:
     return out
 
 
-def span(value: timedelta | float | None, field: str) -> Duration | None:
+def span(
+    value: timedelta | float | None, field: str, zero_ok: bool = False
+) -> Duration | None:
     if value is None:
         return None
     seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise InvalidArgument(f"{field}: must be a positive duration")
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero_ok):
+        kind = "a duration of zero or more" if zero_ok else "a positive duration"
+        raise InvalidArgument(f"{field}: must be {kind}")
     out = Duration()
     try:
         out.FromTimedelta(timedelta(seconds=seconds))

@@ -143,8 +143,10 @@ class AsyncClient:
         return conv.task(reply.task)
 
     async def wait_task(self, task_id: str, timeout: float = 60.0) -> WaitResult:
-        """Wait until the task is terminal or `timeout` seconds pass (`done` says which)."""
-        request = ts.WaitTaskRequest(id=task_id, timeout=conv.span(timeout, "timeout"))
+        """Wait until the task is terminal or `timeout` seconds pass (`done` says which);
+        a zero timeout looks once and returns at once."""
+        span = conv.span(timeout, "timeout", zero_ok=True)
+        request = ts.WaitTaskRequest(id=task_id, timeout=span)
         reply = await self._unary(self.tasks.WaitTask, request, timeout=timeout + 10)
         return WaitResult(conv.task(reply.task), reply.done)
 

@@ -34,12 +34,12 @@ def _valid_token(token: str) -> bool:
 
 async def wait_task(deps: Deps, task_id: str, timeout: float) -> tuple[Task, bool]:
     """Return the task once terminal, or as it is when `timeout` passes."""
-    timeout = min(max(timeout, 0.0), MAX_WAIT) if timeout else MAX_WAIT
+    timeout = min(max(timeout, 0.0), MAX_WAIT)  # 0: look once (the servicer applies defaults)
     # Note the feed's position before reading, so an end in between is replayed, not missed.
     cursor = await deps.feed.head()
     task = await get_task(deps, task_id)
-    if task.state.terminal:
-        return task, True
+    if task.state.terminal or timeout == 0:
+        return task, task.state.terminal
     events = deps.feed.watch(cursor)
     try:
         async with asyncio.timeout(timeout):

@@ -1,5 +1,6 @@
 """Issue 2's "what must hold", through real `giobba serve` and `giobba worker` processes."""
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -127,6 +128,15 @@ def test_revoke_pending_never_runs_and_completed_is_refused(st: Stack) -> None:
     assert refused.returncode != 0
     assert "COMPLETED" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_wait_with_a_zero_timeout_looks_once(st: Stack) -> None:
+    client = st.client()
+    held = client.add_task("echo", {}, manual=True)
+    began = time.monotonic()
+    result = client.wait_task(held.id, 0)
+    assert not result.done and result.task.state == TaskState.PENDING
+    assert time.monotonic() - began < 5, "a zero timeout must not wait (the RPC allows 10 s)"
 
 
 def test_an_overlong_revoke_reason_is_refused_and_changes_nothing(st: Stack) -> None:
