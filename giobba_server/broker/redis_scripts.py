@@ -23,6 +23,7 @@ Fields: p priority, m ready member, e eta, x expires ('' = never), h holds (csv)
 v version, w where (ready|delayed|held|running), t token, k worker, d lease deadline.
 """
 
+import asyncio
 import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -423,10 +424,18 @@ ALIVE_SCRIPT = Lua(REGISTRY_ALIVE)
 def translated(what: str) -> Iterator[None]:
     """Redis driver errors become Unavailable: the backend is down, busy or refusing
     writes (OOM, READONLY), and the caller must not assume anything was written.
-    Driver messages name host and port at most, never the password."""
+    Driver messages name host and port at most, never the password.
+
+    A command cancelled mid-read (a timeout of ours around a blocking XREAD, a caller that
+    hung up) can come out of redis-py 8 as its own TimeoutError instead of CancelledError:
+    while our task is being cancelled, the cancellation is what goes on, so `asyncio.timeout`
+    and task cancellation keep working."""
     try:
         yield
     except (RedisError, OSError) as exc:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError() from exc
         raise Unavailable(f"redis {what}: {exc}") from exc
 
 

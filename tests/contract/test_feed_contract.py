@@ -3,6 +3,7 @@
 import asyncio
 import itertools
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -144,6 +145,21 @@ class FeedContract:
             nxt.cancel()
             await events.aclose()
         assert got.task_id == "task-2"
+
+    @pytest.mark.parametrize("seconds", [0.05, 0.3])
+    async def test_a_timeout_around_a_live_watch_ends_it_as_a_timeout(
+        self, feed: Feed, seconds: float
+    ) -> None:
+        # WaitTask and the live CLI bound a watch with asyncio.timeout: the cancellation
+        # must come out as a timeout, not as a backend error, and promptly.
+        events = feed.watch(await feed.head())
+        began = time.monotonic()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(seconds):
+                async for _ in events:
+                    pass
+        await events.aclose()
+        assert time.monotonic() - began < seconds + 2
 
 
 class TestMemoryFeed(FeedContract):
