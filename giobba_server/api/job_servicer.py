@@ -8,6 +8,7 @@ from giobba_server.api.convert import task_to_pb, ts
 from giobba_server.api.errors import unary
 from giobba_server.api.job_convert import job_spec_from_pb, job_to_pb
 from giobba_server.domain.errors import InvalidArgument
+from giobba_server.domain.spec import check_id
 from giobba_server.services import jobs
 from giobba_server.services.context import Deps
 
@@ -28,7 +29,7 @@ class JobServicer(js_grpc.JobServiceServicer):
 
     @unary
     async def GetJob(self, request: js.GetJobRequest, context: Ctx) -> js.GetJobResponse:
-        job = await jobs.get_job(self._deps, request.id)
+        job = await jobs.get_job(self._deps, check_id("id", request.id))
         times = jobs.upcoming(job, request.upcoming)
         return js.GetJobResponse(
             job=job_to_pb(job), upcoming=[s for t in times if (s := ts(t)) is not None]
@@ -43,22 +44,22 @@ class JobServicer(js_grpc.JobServiceServicer):
 
     @unary
     async def PauseJob(self, request: js.PauseJobRequest, context: Ctx) -> js.PauseJobResponse:
-        job = await jobs.pause_job(self._deps, request.id)
+        job = await jobs.pause_job(self._deps, check_id("id", request.id))
         return js.PauseJobResponse(job=job_to_pb(job))
 
     @unary
     async def ResumeJob(self, request: js.ResumeJobRequest, context: Ctx) -> js.ResumeJobResponse:
-        job = await jobs.resume_job(self._deps, request.id)
+        job = await jobs.resume_job(self._deps, check_id("id", request.id))
         return js.ResumeJobResponse(job=job_to_pb(job))
 
     @unary
     async def DeleteJob(self, request: js.DeleteJobRequest, context: Ctx) -> js.DeleteJobResponse:
-        await jobs.delete_job(self._deps, request.id)
+        await jobs.delete_job(self._deps, check_id("id", request.id))
         return js.DeleteJobResponse()
 
     @unary
     async def TriggerJob(
         self, request: js.TriggerJobRequest, context: Ctx
     ) -> js.TriggerJobResponse:
-        task = await jobs.trigger_job(self._deps, request.id)
+        task = await jobs.trigger_job(self._deps, check_id("id", request.id))
         return js.TriggerJobResponse(task=task_to_pb(task, self._deps.clock()))

@@ -17,7 +17,7 @@ from giobba_server.api.convert import (
 from giobba_server.api.errors import streaming, unary
 from giobba_server.domain.errors import InvalidArgument
 from giobba_server.domain.ports import ActivityEvent, TaskFilter
-from giobba_server.domain.spec import check_reason
+from giobba_server.domain.spec import check_id, check_reason
 from giobba_server.domain.task import Task, TaskState
 from giobba_server.services import control, queries, submit, transitions
 from giobba_server.services.context import Deps
@@ -58,7 +58,7 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
 
     @unary
     async def GetTask(self, request: ts.GetTaskRequest, context: Ctx) -> ts.GetTaskResponse:
-        task = await queries.get_task(self._deps, request.id)
+        task = await queries.get_task(self._deps, check_id("id", request.id))
         return ts.GetTaskResponse(task=self._pb(task))
 
     @unary
@@ -67,8 +67,8 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
             states=_states(list(request.states), "states"),
             queue=request.queue,
             name=request.name,
-            parent_id=request.parent_id,
-            job_id=request.job_id,
+            parent_id=check_id("parent_id", request.parent_id) if request.parent_id else "",
+            job_id=check_id("job_id", request.job_id) if request.job_id else "",
         )
         page = await queries.list_tasks(self._deps, flt, request.page_size, request.page_token)
         return ts.ListTasksResponse(
@@ -79,7 +79,7 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
     async def GetTaskState(
         self, request: ts.GetTaskStateRequest, context: Ctx
     ) -> ts.GetTaskStateResponse:
-        task = await queries.get_task(self._deps, request.id)
+        task = await queries.get_task(self._deps, check_id("id", request.id))
         return ts.GetTaskStateResponse(state=self._pb(task).state)
 
     @unary
@@ -87,18 +87,20 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
         self, request: ts.RevokeTaskRequest, context: Ctx
     ) -> ts.RevokeTaskResponse:
         task, children = await transitions.revoke(
-            self._deps, request.id, check_reason(request.reason)
+            self._deps, check_id("id", request.id), check_reason(request.reason)
         )
         return ts.RevokeTaskResponse(task=self._pb(task), revoked_children=children)
 
     @unary
     async def KillTask(self, request: ts.KillTaskRequest, context: Ctx) -> ts.KillTaskResponse:
-        task = await control.kill_task(self._deps, request.id, check_reason(request.reason))
+        task = await control.kill_task(
+            self._deps, check_id("id", request.id), check_reason(request.reason)
+        )
         return ts.KillTaskResponse(task=self._pb(task))
 
     @unary
     async def AutoTask(self, request: ts.AutoTaskRequest, context: Ctx) -> ts.AutoTaskResponse:
-        task = await control.auto_task(self._deps, request.id)
+        task = await control.auto_task(self._deps, check_id("id", request.id))
         return ts.AutoTaskResponse(task=self._pb(task))
 
     @unary
@@ -108,7 +110,7 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
         remaining = context.time_remaining()
         if remaining is not None:  # answer before the caller's deadline, not after it
             seconds = min(seconds, max(remaining - 0.2, 0.0))
-        task, done = await queries.wait_task(self._deps, request.id, seconds)
+        task, done = await queries.wait_task(self._deps, check_id("id", request.id), seconds)
         return ts.WaitTaskResponse(task=self._pb(task), done=done)
 
     @streaming
@@ -117,7 +119,8 @@ class TaskServicer(ts_grpc.TaskServiceServicer):
     ) -> AsyncIterator[ts.WatchActivitiesResponse]:
         start = None if request.live_only else request.from_cursor
         states = _states(list(request.states), "states")
-        queues, ids = set(request.queues), set(request.task_ids)
+        queues = set(request.queues)
+        ids = {check_id(f"task_ids[{i}]", t) for i, t in enumerate(request.task_ids)}
 
         def wanted(e: ActivityEvent) -> bool:
             return (

@@ -10,6 +10,7 @@ from giobba_server.api.errors import streaming, unary
 from giobba_server.api.shutdown import unless_stopping
 from giobba_server.domain.errors import InvalidArgument, Unavailable
 from giobba_server.domain.ports import CancelReason
+from giobba_server.domain.spec import check_id
 from giobba_server.services import leasing
 from giobba_server.services.context import Deps
 
@@ -84,14 +85,18 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
         self, request: ws.CompleteTaskRequest, context: Ctx
     ) -> ws.CompleteTaskResponse:
         task = await leasing.complete_task(
-            self._deps, request.task_id, request.lease_token, request.result
+            self._deps, check_id("task_id", request.task_id), request.lease_token, request.result
         )
         return ws.CompleteTaskResponse(task=task_to_pb(task, self._deps.clock()))
 
     @unary
     async def FailTask(self, request: ws.FailTaskRequest, context: Ctx) -> ws.FailTaskResponse:
         task = await leasing.fail_task(
-            self._deps, request.task_id, request.lease_token, request.error, request.no_retry
+            self._deps,
+            check_id("task_id", request.task_id),
+            request.lease_token,
+            request.error,
+            request.no_retry,
         )
         return ws.FailTaskResponse(task=task_to_pb(task, self._deps.clock()))
 
@@ -99,7 +104,9 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
     async def ReleaseTask(
         self, request: ws.ReleaseTaskRequest, context: Ctx
     ) -> ws.ReleaseTaskResponse:
-        task = await leasing.release_task(self._deps, request.task_id, request.lease_token)
+        task = await leasing.release_task(
+            self._deps, check_id("task_id", request.task_id), request.lease_token
+        )
         return ws.ReleaseTaskResponse(task=task_to_pb(task, self._deps.clock()))
 
     @streaming

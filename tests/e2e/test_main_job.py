@@ -139,6 +139,17 @@ def test_wait_with_a_zero_timeout_looks_once(st: Stack) -> None:
     assert time.monotonic() - began < 5, "a zero timeout must not wait (the RPC allows 10 s)"
 
 
+def test_ids_are_checked_and_taken_in_any_uuid_spelling(st: Stack) -> None:
+    client = st.client()
+    task = client.add_task("echo", {}, manual=True)
+    for call in (client.get_task, client.task_state, client.auto_task, client.revoke_task):
+        with pytest.raises(InvalidArgument, match=r"^id: must be a UUID, got 'not-a-uuid'"):
+            call("not-a-uuid")
+    assert client.get_task(task.id.upper()).id == task.id
+    assert client.get_task("{" + task.id + "}").id == task.id
+    assert client.revoke_task(task.id.upper()).task.state == TaskState.REVOKED
+
+
 def test_an_overlong_revoke_reason_is_refused_and_changes_nothing(st: Stack) -> None:
     client = st.client()
     task = client.add_task("echo", {}, eta=datetime.now(UTC) + timedelta(hours=1)).id
