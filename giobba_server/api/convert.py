@@ -84,6 +84,14 @@ def opt_dur(field: str, holder: object, name: str) -> timedelta | None:
     return message.ToTimedelta()
 
 
+def _start_mode(field: str, value: int) -> StartMode:
+    if value == pb.START_MODE_MANUAL:
+        return StartMode.MANUAL
+    if value in (pb.START_MODE_AUTO, pb.START_MODE_UNSPECIFIED):
+        return StartMode.AUTO
+    raise InvalidArgument(field, f"{value} is not a start mode")
+
+
 def spec_from_pb(message: pb.TaskSpec, prefix: str = "task.") -> TaskSpec:
     return TaskSpec(
         id=message.id,
@@ -92,9 +100,7 @@ def spec_from_pb(message: pb.TaskSpec, prefix: str = "task.") -> TaskSpec:
         queue=message.queue,
         priority=message.priority,
         eta=opt_ts(f"{prefix}eta", message, "eta"),
-        start_mode=StartMode.MANUAL
-        if message.start_mode == pb.START_MODE_MANUAL
-        else StartMode.AUTO,
+        start_mode=_start_mode(f"{prefix}start_mode", message.start_mode),
         parent_id=message.parent_id,
         max_retries=message.max_retries,
         expires_at=opt_ts(f"{prefix}expires_at", message, "expires_at"),

@@ -39,7 +39,11 @@ def parse_object(text: str, field: str, max_bytes: int = MAX_PAYLOAD_BYTES) -> J
         )
     try:
         value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
-    except (ValueError, RecursionError) as exc:
+    except RecursionError:  # valid JSON, but deeper than a recursive parser can follow
+        raise InvalidArgument(
+            field, "nests objects/arrays too deeply (keep it under 500 levels)"
+        ) from None
+    except ValueError as exc:
         raise InvalidArgument(field, f"is not valid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise InvalidArgument(field, f"must be a JSON object, got {type(value).__name__}")

@@ -1,6 +1,7 @@
 """TaskSpec: what a producer submits, and its validation into a new Task."""
 
 import re
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -86,6 +87,8 @@ def _check_scalars(spec: TaskSpec, prefix: str) -> None:
         raise InvalidArgument(f"{prefix}name", "must not be empty")
     if len(name) > MAX_NAME:
         raise InvalidArgument(f"{prefix}name", f"is longer than {MAX_NAME} characters")
+    if any(unicodedata.category(c) == "Cc" for c in name):  # would forge log lines
+        raise InvalidArgument(f"{prefix}name", "must not contain control characters")
     if not MIN_PRIORITY <= spec.priority <= MAX_PRIORITY:
         raise InvalidArgument(
             f"{prefix}priority", f"{spec.priority} is out of range {MIN_PRIORITY}-{MAX_PRIORITY}"
@@ -118,6 +121,8 @@ def build_task(
     eta = spec.eta or now
     if spec.expires_at is not None and spec.expires_at <= now:
         raise InvalidArgument(f"{prefix}expires_at", "is already in the past")
+    if spec.expires_at is not None and spec.expires_at <= eta:
+        raise InvalidArgument(f"{prefix}expires_at", "is not after eta: the task could never run")
     holds = {Hold.MANUAL} if spec.start_mode is StartMode.MANUAL else set()
     if spec.parent_id:
         holds.add(Hold.PARENT)

@@ -139,6 +139,17 @@ def test_wait_with_a_zero_timeout_looks_once(st: Stack) -> None:
     assert time.monotonic() - began < 5, "a zero timeout must not wait (the RPC allows 10 s)"
 
 
+def test_an_unknown_start_mode_is_refused(st: Stack) -> None:
+    with grpc.insecure_channel(st.address) as channel:
+        stub = ts_grpc.TaskServiceStub(channel)
+        spec = pb.TaskSpec(name="echo", start_mode=99)  # type: ignore[arg-type]
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.AddTask(ts.AddTaskRequest(task=spec), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "task.start_mode: 99 is not a start mode" in (caught.value.details() or "")
+    assert st.client().list_tasks().tasks == []
+
+
 def test_ids_are_checked_and_taken_in_any_uuid_spelling(st: Stack) -> None:
     client = st.client()
     task = client.add_task("echo", {}, manual=True)
@@ -168,6 +179,10 @@ def test_an_overlong_revoke_reason_is_refused_and_changes_nothing(st: Stack) -> 
         ({"callback_err": "ftp://example.com/x"}, "task.callback_err"),
         ({"parent_id": "3f1b0c7e-5d8a-4f5e-9a51-0d5cf3f1e2aa"}, "task.parent_id"),
         ({"timezone": "Europe/Rome"}, "task.timezone"),  # a zone without a schedule
+        (  # could never run
+            {"eta": timedelta(hours=2), "expires_at": timedelta(hours=1)},
+            "task.expires_at",
+        ),
     ],
 )
 def test_bad_input_is_refused_naming_the_field(
@@ -188,6 +203,8 @@ def test_bad_input_is_refused_naming_the_field(
         ("echo", "[1, 2]", "task.payload"),
         ("echo", "not json", "task.payload"),
         ("echo", '{"x": NaN}', "task.payload"),
+        ("echo", '{"x": ' + "[" * 5000 + "]" * 5000 + "}", "task.payload"),
+        ("echo\nINFO forged log line", "{}", "task.name"),
     ],
 )
 def test_raw_requests_with_bad_fields_are_refused(
