@@ -64,9 +64,7 @@ def when(value: When, field: str) -> Timestamp | None:
     return out
 
 
-def span(
-    value: timedelta | float | None, field: str, zero_ok: bool = False
-) -> Duration | None:
+def span(value: timedelta | float | None, field: str, zero_ok: bool = False) -> Duration | None:
     if value is None:
         return None
     seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
