@@ -14,7 +14,7 @@ GO_TOOLS := .tools/stamp-go-$(PROTOC_GEN_GO)-$(PROTOC_GEN_GO_GRPC)
 NODE_DEPS := workers/node/node_modules/.installed
 
 .PHONY: setup lock demo test lint services pytest proto proto-lint proto-breaking bench clean \
-	go-tools node-deps workers go-worker node-worker workers-check bench-workers
+	go-tools node-deps workers go-worker node-worker workers-check bench-workers bench-peers
 
 # constraints.txt pins every Python package of the dev environment (tests, lint, mypy), so a
 # fresh machine resolves exactly what CI last passed with; `make lock` refreshes it.
@@ -102,6 +102,11 @@ bench: setup services
 bench-workers: setup workers
 	$(BIN)/python bench/workers.py
 
+# Giobba beside Celery and RQ on the same workload, same run (they live in .venv-peers,
+# made once by the script: never dependencies of the project).
+bench-peers: setup services
+	$(BIN)/python bench/peers.py
+
 clean:
-	rm -rf $(VENV) .giobba .mypy_cache .ruff_cache .pytest_cache .tools \
+	rm -rf $(VENV) .venv-peers .giobba .mypy_cache .ruff_cache .pytest_cache .tools \
 		workers/go/bin workers/node/node_modules workers/node/dist
