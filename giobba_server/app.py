@@ -233,11 +233,11 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     app = await build(config)
     await start(app)
     log.info(
-        "giobba %s serving on port %d (broker=%s, database=%s, tz rules=%s)",
+        "giobba %s serving on port %d (broker: %s; database: %s; tz rules %s)",
         VERSION,
         app.port,
-        config.broker.kind,
-        config.database.kind,
+        config.broker.where(),
+        config.database.where(),
         RULES_VERSION,
     )
     print(f"giobba server listening on {config.listen.rsplit(':', 1)[0]}:{app.port}", flush=True)

@@ -42,9 +42,17 @@ class DatabaseConfig:
 
     @property
     def sqlite_path(self) -> str:
+        # SQLAlchemy's convention: sqlite:///relative/to/cwd, sqlite:////absolute.
         if self.url.startswith("sqlite:///"):
             return self.url.removeprefix("sqlite:///") or ":memory:"
         return str(Path.home() / ".giobba" / "giobba.db")
+
+    def where(self) -> str:
+        """Where the records live, for the start-up log: never credentials."""
+        if self.kind == "sqlite":
+            path = self.sqlite_path
+            return f"sqlite {path if path == ':memory:' else Path(path).resolve()}"
+        return f"mongodb {_host_of(self.url)}"
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,18 @@ class BrokerConfig:
     @property
     def kind(self) -> str:
         return "redis" if self.url.startswith(("redis://", "rediss://")) else "memory"
+
+    def where(self) -> str:
+        """The broker for the start-up log: never credentials."""
+        return "in-process" if self.kind == "memory" else f"redis {_host_of(self.url)}"
+
+
+def _host_of(url: str) -> str:
+    """scheme://host:port/path of a URL, without user, password or query (they may hold
+    secrets)."""
+    scheme, _, rest = url.partition("://")
+    rest = rest.rsplit("@", 1)[-1].split("?", 1)[0]
+    return f"{scheme}://{rest}"
 
 
 @dataclass(frozen=True)
@@ -147,10 +167,18 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(str(path), f"is not valid YAML ({exc})") from None
+        raise ConfigError(str(path), f"is not valid YAML ({_yaml_reason(exc)})") from None
     if not isinstance(data, dict):
         raise ConfigError(str(path), "must be a mapping of keys to values")
     return data
+
+
+def _yaml_reason(exc: yaml.YAMLError) -> str:
+    """PyYAML's message spans lines (with a caret diagram): keep the problem and where."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"{exc.problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(exc).split())
 
 
 def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

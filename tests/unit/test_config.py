@@ -85,3 +85,39 @@ def test_mongo_database_from_url_path_unless_named(tmp_path: Path) -> None:
     assert load_config(env=env, cwd=tmp_path, home=tmp_path).database.name == "other"
     plain = {"GIOBBA_DATABASE_URL": "mongodb://h:27017"}
     assert load_config(env=plain, cwd=tmp_path / "x", home=tmp_path / "y").database.name == "giobba"
+
+
+def test_invalid_yaml_is_one_line_with_its_place(tmp_path: Path) -> None:
+    path = _write(tmp_path / "giobba.yml", "queues: [a, b\nlockDuration: 3s\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(env={}, cwd=tmp_path, home=tmp_path / "home")
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"config {path}: is not valid YAML (")
+    assert "line 2" in message
+
+
+def test_start_up_log_says_where_without_secrets(tmp_path: Path) -> None:
+    env = {
+        "GIOBBA_DATABASE_URL": "mongodb://root:hunter2@db.example:27017/giobba?authSource=admin",
+        "GIOBBA_BROKER_URL": "rediss://u:s3cret@cache.example:6380/1?ssl_ca_certs=/ca.pem",
+    }
+    config = load_config(env=env, cwd=tmp_path, home=tmp_path / "home")
+    assert config.database.where() == "mongodb mongodb://db.example:27017/giobba"
+    assert config.broker.where() == "redis rediss://cache.example:6380/1"
+
+
+def test_sqlite_urls_follow_sqlalchemy_slashes(tmp_path: Path) -> None:
+    """Three slashes: relative to the working directory; four: absolute. The log line shows
+    the resolved file, so a relative one is never a surprise."""
+    relative = load_config(
+        env={"GIOBBA_DATABASE_URL": "sqlite:///data/g.db"}, cwd=tmp_path, home=tmp_path
+    )
+    assert relative.database.sqlite_path == "data/g.db"
+    assert relative.database.where() == f"sqlite {Path('data/g.db').resolve()}"
+    absolute = load_config(
+        env={"GIOBBA_DATABASE_URL": "sqlite:////var/lib/g.db"}, cwd=tmp_path, home=tmp_path
+    )
+    assert absolute.database.sqlite_path == "/var/lib/g.db"
+    embedded = load_config(env={}, cwd=tmp_path, home=tmp_path)
+    assert embedded.broker.where() == "in-process"
