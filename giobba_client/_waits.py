@@ -9,7 +9,12 @@ import asyncio
 
 
 async def wait_event(event: asyncio.Event, seconds: float) -> bool:
-    """Wait until `event` is set or `seconds` pass; True if it was set."""
+    """Wait until `event` is set or `seconds` pass; True if it was set. A task with a
+    cancellation pending never starts a wait (a swallowed cancellation must not turn into
+    a loop that outlives its stop)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
     try:
         async with asyncio.timeout(max(seconds, 0.0)):
             await event.wait()

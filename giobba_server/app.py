@@ -222,7 +222,11 @@ async def stop(app: App, grace: float = 5.0) -> None:
     await app.server.stop(grace)
     for task in app.tasks:
         task.cancel()
-    await asyncio.gather(*app.tasks, return_exceptions=True)
+    # Bounded: a loop that swallowed its cancellation must not hold the process for ever.
+    if app.tasks:
+        _, stuck = await asyncio.wait(app.tasks, timeout=grace)
+        for task in stuck:
+            log.error("background task %s did not stop within %.0fs", task.get_name(), grace)
     if app.metrics is not None:
         app.metrics.close()
     await app.backends.close()
@@ -240,13 +244,14 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
         config.database.where(),
         RULES_VERSION,
     )
-    print(f"giobba server listening on {config.listen.rsplit(':', 1)[0]}:{app.port}", flush=True)
-    if ready is not None:
-        ready.set()
+    # Signals first: whoever saw "listening" may stop us at once, and must get a clean stop.
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
+    print(f"giobba server listening on {config.listen.rsplit(':', 1)[0]}:{app.port}", flush=True)
+    if ready is not None:
+        ready.set()
     await stopping.wait()
     log.info("shutting down")
     await stop(app)

@@ -9,8 +9,22 @@ cancellation that lands just as the event is set, leaving a loop running past `s
 import asyncio
 
 
+def raise_if_cancelling() -> None:
+    """Go on as the cancellation when one is pending on this task that a driver swallowed
+    (redis-py's reads can return None or raise their own errors instead)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def wait_event(event: asyncio.Event, seconds: float) -> bool:
-    """Wait until `event` is set or `seconds` pass; True if it was set."""
+    """Wait until `event` is set or `seconds` pass; True if it was set.
+
+    A task with a cancellation pending never starts a wait: a driver can swallow our
+    cancellation (redis-py and pymongo turn it into errors of their own mid-connect), and
+    `asyncio.timeout` entered by a task already cancelling turns the next cancellation
+    into a timeout, so a loop would run past `stop()` for ever."""
+    raise_if_cancelling()
     try:
         async with asyncio.timeout(max(seconds, 0.0)):
             await event.wait()

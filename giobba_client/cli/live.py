@@ -81,6 +81,9 @@ def activity_json(event: Activity) -> dict[str, object]:
 
 
 def _watch(args: argparse.Namespace, client: Client) -> int:
+    # A server that is not there at the start fails the command at once, as every other
+    # command does; only a stream that was open is resumed (the SDK retries for ever).
+    client.list_workers()
     events = client.watch_activities(
         args.cursor,
         queues=args.queue,

@@ -53,7 +53,7 @@ from giobba_server.domain.ports import (
     TaskRef,
 )
 from giobba_server.domain.task import Hold
-from giobba_server.waits import wait_event
+from giobba_server.waits import raise_if_cancelling, wait_event
 
 QUEUES_KEY = "giobba:queues"
 EPOCH_KEY = "giobba:{epoch}"
@@ -152,6 +152,7 @@ class WakeHub:
                 await wait_event(retry, backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
+            raise_if_cancelling()
             backoff = 0.05
             if message is not None:
                 self._dispatch(message)

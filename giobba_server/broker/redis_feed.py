@@ -26,6 +26,7 @@ from giobba_server.domain.activity_codec import event_fields, event_from_fields
 from giobba_server.domain.clock import now_ms, to_ms
 from giobba_server.domain.errors import FailedPrecondition
 from giobba_server.domain.ports import ActivityEvent, WorkerStatus
+from giobba_server.waits import raise_if_cancelling
 
 ACTIVITY_STREAM = "giobba:{activity}:stream"
 ACTIVITY_TRIMMED = "giobba:{activity}:trimmed"
@@ -161,6 +162,7 @@ class RedisRegistry:
             while True:
                 with translated("watch heartbeats"):
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
+                raise_if_cancelling()
                 if message is not None and message["type"] == "message":
                     yield _status(message["data"])
         finally:

@@ -20,6 +20,7 @@ from giobba_server.config import Config
 from giobba_server.domain.errors import Unavailable
 from giobba_server.domain.ports import CancelReason
 from giobba_server.domain.signals import CancelNotice
+from giobba_server.waits import raise_if_cancelling
 
 SERVICES_CHANNEL = "giobba-services"
 KILL = "KILL"
@@ -63,6 +64,7 @@ class RedisSignals:
             await pubsub.subscribe(SERVICES_CHANNEL)
             while True:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=POLL)
+                raise_if_cancelling()
                 if message is None or message["type"] != "message":
                     continue
                 notice = decode(str(message["data"]))

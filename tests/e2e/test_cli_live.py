@@ -134,6 +134,14 @@ def test_watch_count_and_json(st: Stack) -> None:
     assert {e["kind"] for e in events} == {"CREATED"}
 
 
+def test_watch_without_a_server_fails_at_once_in_one_line(st: Stack) -> None:
+    st.stop_server()
+    done = st.cli("watch", "--count", "1", timeout=30)
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("giobba:"), done.stderr
+
+
 def test_ctrl_c_ends_watch_quietly(st: Stack) -> None:
     task = st.client().add_task("echo", {})
     with piped(st, "watch", "--from", "0") as (proc, lines):

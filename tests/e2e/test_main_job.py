@@ -258,6 +258,19 @@ def test_restart_with_100_pending_tasks_runs_each_exactly_once(st: Stack) -> Non
     assert all(client.get_task(i).attempts == 1 for i in ids[:10])
 
 
+def test_a_server_stopped_as_soon_as_it_listens_exits_cleanly(st: Stack) -> None:
+    """SIGTERM right after "listening" (background loops still on their first call to the
+    backends, where drivers can swallow a cancellation) ends in a clean, prompt exit."""
+    st.stop_server()
+    for _ in range(8):
+        st.start_server()
+        began = time.monotonic()
+        code = st.server.stop(timeout=15) if st.server is not None else None
+        st.server = None
+        assert code == 0, f"server exited {code}"
+        assert time.monotonic() - began < 10
+
+
 def test_a_second_server_on_a_busy_port_refuses_to_start(st: Stack) -> None:
     second = st.cli("serve", "--listen", st.address, "--config", str(st.config), timeout=60)
     assert second.returncode != 0
