@@ -3,7 +3,8 @@
 Log calls in Giobba name ids, states, counts and outcomes, never payloads, results,
 callback bodies or URLs, and connection strings are redacted before they are logged.
 httpx logs every request URL at INFO (a callback URL may carry a token): it is held to
-WARNING.
+WARNING. At DEBUG, the drivers' own chatter (asyncio, grpc, pymongo's command and
+heartbeat logs, redis) would bury Giobba's lines: they stay at INFO.
 """
 
 import json
@@ -37,3 +38,5 @@ def configure(level: str, fmt: str) -> None:
     root.setLevel(level)
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    for chatty in ("asyncio", "grpc", "grpc._cython", "pymongo", "redis", "aiosqlite"):
+        logging.getLogger(chatty).setLevel(max(logging.INFO, root.level))

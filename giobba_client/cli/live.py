@@ -24,7 +24,7 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     watch.add_argument("--queue", action="append", default=[], help="only this queue (repeat)")
     watch.add_argument("--task", action="append", default=[], help="only this task id (repeat)")
     watch.add_argument("--job", default="", help="only runs of this job")
-    watch.add_argument("--state", action="append", choices=STATES, default=[])
+    watch.add_argument("--state", action="append", type=str.upper, choices=STATES, default=[])
     watch.add_argument(
         "--from", dest="cursor", type=int, default=None, help="replay after CURSOR (0: all)"
     )
@@ -43,8 +43,9 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
 
 def format_activity(event: Activity) -> str:
     when = event.time.astimezone(UTC).strftime("%H:%M:%S.%f")[:-3] if event.time else "-"
-    old = event.old_state.value if event.old_state else "-"
     new = event.new_state.value if event.new_state else "-"
+    # A created task has no old state: "->PENDING" rather than "-->PENDING".
+    old = event.old_state.value if event.old_state else ""
     parts = [
         f"{event.cursor:>8}",
         when,

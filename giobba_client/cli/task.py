@@ -42,7 +42,7 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     get.set_defaults(run=_get)
 
     lst = verbs.add_parser("list", help="list tasks, newest first")
-    lst.add_argument("--state", action="append", choices=STATES, default=[])
+    lst.add_argument("--state", action="append", type=str.upper, choices=STATES, default=[])
     lst.add_argument("--queue", default="")
     lst.add_argument("--name", default="")
     lst.add_argument("--parent", default="")
