@@ -214,7 +214,18 @@ async def start(app: App) -> None:
         app.metrics.serve(app.config.metrics_listen)
     beating = asyncio.Event()
     app.tasks.append(asyncio.create_task(_beat(app, beating), name="server-heartbeat"))
+    for task in app.tasks:
+        task.add_done_callback(_report_death)
     await beating.wait()
+
+
+def _report_death(task: "asyncio.Task[None]") -> None:
+    """The background loops run until stop(): one that ends early is a bug, and a silent
+    one (no lease recovery, no cron) is the worst kind. Say so loudly."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    log.error("background task %s ended: %r", task.get_name(), exc, exc_info=exc)
 
 
 async def stop(app: App, grace: float = 5.0) -> None:

@@ -36,22 +36,27 @@ class Reaper:
     async def run(self) -> None:
         backoff = 0.0
         while True:
+            # Cleared before the sweep: a poke that lands during it wakes the next wait.
+            self._poke.clear()
             try:
                 await self.sweep()
+                delay = await self._next_delay()
                 backoff = 0.0
             except (GiobbaError, OSError) as exc:
+                # Everything that touches a backend is in here: the reaper outlives any
+                # outage (it is the only thing that recovers leases and restores a broker
+                # that came back empty).
                 backoff = min(max(backoff * 2, 0.1), self._cap)
                 log.warning("reaper sweep failed: %s (next try in %.1fs)", exc, backoff)
-            await self._sleep(backoff)
+                delay = backoff
+            await wait_event(self._poke, delay)
 
-    async def _sleep(self, at_least: float) -> None:
+    async def _next_delay(self) -> float:
         delay = min(self._cap, self._deps.settings.lease.total_seconds())
         deadline = await self._deps.broker.next_deadline_ms()
         if deadline is not None:
             delay = min(delay, max((deadline - now_ms()) / 1000, 0.0))
-        delay = max(delay, at_least)
-        self._poke.clear()
-        await wait_event(self._poke, delay)
+        return delay
 
     async def _check_epoch(self) -> None:
         """Reconcile when the broker lost its state while this server ran (Redis flushed

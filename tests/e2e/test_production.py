@@ -164,6 +164,29 @@ def test_redis_restarted_empty_under_a_running_server_is_restored(
             assert client.wait_task(task_id, 60).task.state == TaskState.COMPLETED
 
 
+def test_a_redis_outage_longer_than_a_sweep_leaves_the_reaper_running(
+    tmp_path: Path, urls: tuple[str, str], clean_redis: RedisServer
+) -> None:
+    """Redis down across several reaper sweeps (lease 2 s: it sweeps at least every 2 s),
+    then back empty: the reaper keeps going, restores what the broker lost, and still
+    expires and recovers tasks afterwards."""
+    config = "lockDuration: 2s\nretry:\n  base: 100ms\n  cap: 1s\n"
+    with stack(tmp_path, urls[0], urls[1], config) as st:
+        server = st.start_server()
+        client = st.client()
+        waiting = client.add_task("echo", {"n": 1})
+        clean_redis.stop()
+        outage_ends = time.monotonic() + 5
+        wait_until(lambda: "reaper sweep failed" in server.text(), 20, 0.1, "a failed sweep")
+        wait_until(lambda: time.monotonic() > outage_ends, 10, 0.1, "the outage")
+        clean_redis.start()  # no persistence: it comes back empty
+        doomed = client.add_task("echo", {"n": 2}, manual=True, expires_at=timedelta(seconds=3))
+        st.start_worker(concurrency=2)
+        assert client.wait_task(waiting.id, 60).task.state == TaskState.COMPLETED
+        expired = client.wait_task(doomed.id, 60).task
+        assert (expired.state, expired.error) == (TaskState.REVOKED, "expired")
+
+
 def _released(st: Stack, task_id: str) -> bool:
     with contextlib.suppress(FailedPrecondition):
         st.client().auto_task(task_id)
