@@ -168,6 +168,21 @@ class Page:
     next_token: str
 
 
+def page_token(last: Task) -> str:
+    """The token of the page that follows `last` (tasks are listed newest first, by
+    (seq, id) descending): the same on every repository."""
+    return f"{last.seq}:{last.id}"
+
+
+def parse_page_token(token: str) -> tuple[int, str] | None:
+    """(seq, id) of a token from `page_token`, or None if it is not one."""
+    seq, sep, last = token.partition(":")
+    # ASCII digits only ("²".isdigit() is True) and within a signed 64-bit integer.
+    if not (sep and last and seq.isascii() and seq.isdigit() and len(seq) <= 18):
+        return None
+    return int(seq), last
+
+
 class Repository(Protocol):
     async def insert(self, tasks: Sequence[Task]) -> None:
         """All or nothing; AlreadyExists if any id exists."""

@@ -29,7 +29,7 @@ from giobba_server.domain.job import (
     build_job,
 )
 from giobba_server.domain.job_ports import FireLock, JobPage, JobRepository, fire_key
-from giobba_server.domain.ports import TaskFilter
+from giobba_server.domain.ports import TaskFilter, parse_page_token
 from giobba_server.domain.spec import TaskSpec, build_task
 from giobba_server.domain.task import Task, TaskState
 from giobba_server.services.context import Deps
@@ -126,8 +126,7 @@ def upcoming(job: Job, count: int) -> list[datetime]:
 async def list_jobs(deps: Deps, page_size: int, token: str) -> JobPage:
     if not 0 <= page_size <= MAX_PAGE:
         raise InvalidArgument("page_size", f"{page_size} is out of range 0-{MAX_PAGE}")
-    created, sep, last = token.partition(":")
-    if token and not (sep and created.isdigit() and last):
+    if token and parse_page_token(token) is None:
         raise InvalidArgument("page_token", "is not a token from a previous page")
     return await job_store(deps).page(page_size or DEFAULT_PAGE, token)
 

@@ -3,7 +3,7 @@
 import asyncio
 
 from giobba_server.domain.errors import InvalidArgument
-from giobba_server.domain.ports import Page, TaskFilter
+from giobba_server.domain.ports import Page, TaskFilter, page_token, parse_page_token
 from giobba_server.domain.task import Task
 from giobba_server.services.context import Deps
 from giobba_server.services.transitions import load
@@ -11,6 +11,8 @@ from giobba_server.services.transitions import load
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 MAX_WAIT = 300.0
+# Well under the 64 MiB a gRPC message may carry here (servers and SDK alike).
+MAX_PAGE_BYTES = 32 * 1024 * 1024
 
 
 async def get_task(deps: Deps, task_id: str) -> Task:
@@ -22,14 +24,23 @@ async def get_task(deps: Deps, task_id: str) -> Task:
 async def list_tasks(deps: Deps, flt: TaskFilter, page_size: int, token: str) -> Page:
     if page_size < 0 or page_size > MAX_PAGE:
         raise InvalidArgument("page_size", f"{page_size} is out of range 0-{MAX_PAGE}")
-    if token and not _valid_token(token):
+    if token and parse_page_token(token) is None:
         raise InvalidArgument("page_token", "is not a token from a previous page")
-    return await deps.repo.query(flt, page_size or DEFAULT_PAGE, token)
+    return fit(await deps.repo.query(flt, page_size or DEFAULT_PAGE, token))
 
 
-def _valid_token(token: str) -> bool:
-    seq, sep, last = token.partition(":")
-    return bool(sep and seq.isdigit() and last)
+def fit(page: Page) -> Page:
+    """Cut a page whose tasks would not fit one gRPC message (payloads and results can be
+    15 MiB each): the caller gets the rest on the next page instead of an error, and
+    always at least one task, so paging never stalls."""
+    kept: list[Task] = []
+    size = 0
+    for task in page.tasks:
+        size += len(task.payload.encode()) + len(task.result.encode()) + len(task.error) + 1024
+        if kept and size > MAX_PAGE_BYTES:
+            return Page(kept, page_token(kept[-1]))
+        kept.append(task)
+    return page
 
 
 async def wait_task(deps: Deps, task_id: str, timeout: float) -> tuple[Task, bool]:

@@ -54,7 +54,7 @@ from pymongo.errors import (
 
 from giobba_server.config import Config, DatabaseConfig
 from giobba_server.domain.errors import AlreadyExists, Unavailable
-from giobba_server.domain.ports import Page, Repository, TaskFilter
+from giobba_server.domain.ports import Page, Repository, TaskFilter, page_token
 from giobba_server.domain.task import Task, TaskState
 from giobba_server.store.mongo_codec import (
     BATCH_FIELD,
@@ -338,11 +338,20 @@ class MongoRepository:
             seq_text, _, last_id = token.partition(":")
             seq = int(seq_text)
             where["$or"] = [{"seq": {"$lt": seq}}, {"seq": seq, "_id": {"$lt": last_id}}]
-        cursor = self._tasks.find(where).sort([("seq", DESCENDING), ("_id", DESCENDING)])
-        docs = await self._call(lambda: cursor.limit(limit + 1).to_list())
-        tasks = [from_mongo(doc) for doc in docs[:limit]]
+        # FerretDB answers a find in one message, however large (a page of 14 MiB payloads
+        # passes its 48 MB cap): there, list the ids, then read the documents one by one.
+        # MongoDB itself splits batches at 16 MiB.
+        projection = {"_id": 1} if self.ferretdb else None
+        order = [("seq", DESCENDING), ("_id", DESCENDING)]
+        cursor = self._tasks.find(where, projection).sort(order).limit(limit + 1)
+        docs = await self._call(cursor.to_list)
         more = len(docs) > limit
-        return Page(tasks, f"{tasks[-1].seq}:{tasks[-1].id}" if more and tasks else "")
+        if self.ferretdb:
+            found = await self.get_many([doc["_id"] for doc in docs[:limit]])
+            tasks = [found[doc["_id"]] for doc in docs[:limit] if doc["_id"] in found]
+        else:
+            tasks = [from_mongo(doc) for doc in docs[:limit]]
+        return Page(tasks, page_token(tasks[-1]) if more and tasks else "")
 
     async def children(self, parent_id: str) -> list[Task]:
         entry = await self._call(lambda: self._children.find_one({"_id": parent_id}))

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from giobba_server.domain.errors import AlreadyExists
-from giobba_server.domain.ports import Page, TaskFilter
+from giobba_server.domain.ports import Page, TaskFilter, page_token
 from giobba_server.domain.task import Task, TaskState
 from giobba_server.store.codec import from_doc, refuse_oversized, to_doc
 from giobba_server.store.sqlite_thread import SqliteThread, connect
@@ -193,7 +193,7 @@ class SqliteRepository:
         rows = await self._call(lambda: self._db().execute(sql, [*args, limit + 1]).fetchall())
         tasks = [_decode(doc) for (doc,) in rows[:limit]]
         more = len(rows) > limit
-        return Page(tasks, f"{tasks[-1].seq}:{tasks[-1].id}" if more and tasks else "")
+        return Page(tasks, page_token(tasks[-1]) if more and tasks else "")
 
     async def children(self, parent_id: str) -> list[Task]:
         # The literal `!= ''` lets SQLite use the partial index on parent_id.

@@ -220,6 +220,31 @@ def test_raw_requests_with_bad_fields_are_refused(
     assert st.client().list_tasks().tasks == []
 
 
+@pytest.mark.parametrize("token", ["9" * 40 + ":x", "²:x", "abc"])
+def test_a_forged_page_token_is_an_invalid_argument(st: Stack, token: str) -> None:
+    with grpc.insecure_channel(st.address) as channel:
+        stub = ts_grpc.TaskServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.ListTasks(ts.ListTasksRequest(page_token=token), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "page_token" in (caught.value.details() or "")
+
+
+def test_tasks_too_large_for_one_message_are_listed_over_several_pages(st: Stack) -> None:
+    client = st.client()
+    big = "x" * (14 * 1024 * 1024)
+    ids = {client.add_task("echo", {"blob": big}, manual=True).id for _ in range(5)}
+    seen: set[str] = set()
+    token = ""
+    for _ in range(10):
+        page = client.list_tasks(page_token=token)
+        seen |= {t.id for t in page.tasks}
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == ids
+
+
 def test_cli_errors_are_one_line_and_nonzero(st: Stack) -> None:
     for args in (
         ("task", "add", "echo", "--priority", "11"),
