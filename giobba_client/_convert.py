@@ -64,6 +64,19 @@ def when(value: When, field: str) -> Timestamp | None:
     return out
 
 
+INT32 = (-(2**31), 2**31 - 1)
+
+
+def int32(value: object, field: str) -> int:
+    """An int the wire's int32 field can carry; the server judges the range it allows.
+    Protobuf's own errors (a bare TypeError for True, ValueError past 2^31) name nothing."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(f"{field}: must be an integer, got {type(value).__name__}")
+    if not INT32[0] <= value <= INT32[1]:
+        raise InvalidArgument(f"{field}: {value} is out of range")
+    return value
+
+
 def span(value: timedelta | float | None, field: str, zero_ok: bool = False) -> Duration | None:
     if value is None:
         return None
@@ -103,11 +116,11 @@ def spec(
         name=name,
         payload=dump_json(payload, "payload"),
         queue=queue,
-        priority=priority,
+        priority=int32(priority, "priority"),
         eta=when(eta, "eta"),
         start_mode=pb.START_MODE_MANUAL if manual else pb.START_MODE_AUTO,
         parent_id=parent_id,
-        max_retries=max_retries,
+        max_retries=int32(max_retries, "max_retries"),
         expires_at=when(expires_at, "expires_at"),
         callback=callback,
         callback_err=callback_err,

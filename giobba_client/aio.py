@@ -1,5 +1,7 @@
 """AsyncClient: one method per RPC, plain values in and out."""
 
+import asyncio
+import math
 import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -13,7 +15,13 @@ from giobba_client._gen.giobba.v1 import task_service_pb2 as ts
 from giobba_client._gen.giobba.v1 import task_service_pb2_grpc as ts_grpc
 from giobba_client._gen.giobba.v1 import worker_service_pb2_grpc as ws_grpc
 from giobba_client._waits import pause_after_error
-from giobba_client.errors import DeadlineExceeded, GiobbaError, Unavailable, from_rpc_error
+from giobba_client.errors import (
+    DeadlineExceeded,
+    GiobbaError,
+    InvalidArgument,
+    Unavailable,
+    from_rpc_error,
+)
 from giobba_client.models import (
     Activity,
     Job,
@@ -28,6 +36,8 @@ from giobba_client.models import (
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 30.0
+# The longest one WaitTask call waits on the server (its cap); longer waits loop.
+MAX_WAIT = 300.0
 MAX_MESSAGE = 64 * 1024 * 1024
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE),
@@ -60,6 +70,8 @@ class AsyncClient:
     """Talks to one giobba server. Use `async with AsyncClient(...) as client`."""
 
     def __init__(self, server: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+        if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
+            raise InvalidArgument(f"timeout: must be a positive number of seconds, not {timeout}")
         self.server = server or default_server()
         self.timeout = timeout
         self.channel = grpc.aio.insecure_channel(self.server, options=CHANNEL_OPTIONS)
@@ -120,7 +132,7 @@ class AsyncClient:
             name=name,
             parent_id=parent_id,
             job_id=job_id,
-            page_size=page_size,
+            page_size=conv.int32(page_size, "page_size"),
             page_token=page_token,
         )
         reply = await self._unary(self.tasks.ListTasks, request)
@@ -145,10 +157,16 @@ class AsyncClient:
     async def wait_task(self, task_id: str, timeout: float = 60.0) -> WaitResult:
         """Wait until the task is terminal or `timeout` seconds pass (`done` says which);
         a zero timeout looks once and returns at once."""
-        span = conv.span(timeout, "timeout", zero_ok=True)
-        request = ts.WaitTaskRequest(id=task_id, timeout=span)
-        reply = await self._unary(self.tasks.WaitTask, request, timeout=timeout + 10)
-        return WaitResult(conv.task(reply.task), reply.done)
+        conv.span(timeout, "timeout", zero_ok=True)  # finite, not negative
+        # The server waits at most MAX_WAIT per call: longer waits are a series of calls.
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            left = max(deadline - asyncio.get_running_loop().time(), 0.0)
+            step = min(left, MAX_WAIT)
+            request = ts.WaitTaskRequest(id=task_id, timeout=conv.span(step, "timeout", True))
+            reply = await self._unary(self.tasks.WaitTask, request, timeout=step + 10)
+            if reply.done or step >= left:
+                return WaitResult(conv.task(reply.task), reply.done)
 
     async def list_workers(self) -> list[WorkerInfo]:
         reply = await self._unary(self.tasks.ListWorkers, ts.ListWorkersRequest())
@@ -246,7 +264,8 @@ class AsyncClient:
         return conv.job(reply.job, list(reply.upcoming))
 
     async def list_jobs(self, page_size: int = 0, page_token: str = "") -> JobPage:
-        request = js.ListJobsRequest(page_size=page_size, page_token=page_token)
+        size = conv.int32(page_size, "page_size")
+        request = js.ListJobsRequest(page_size=size, page_token=page_token)
         reply = await self._unary(self.jobs.ListJobs, request)
         return JobPage([conv.job(j) for j in reply.jobs], reply.next_page_token)
 

@@ -2,6 +2,7 @@
 
 import argparse
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -119,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if getattr(args, "worker", False):
             return _worker(args)
+        if not math.isfinite(args.rpc_deadline) or args.rpc_deadline <= 0:
+            raise WhenError(
+                f"--deadline: {args.rpc_deadline:g} is not a positive number of seconds"
+            )
         with Client(args.server, timeout=args.rpc_deadline) as client:
             code: int = args.run(args, client)
             return code

@@ -1,5 +1,6 @@
 """Parse the CLI's WHEN values: ISO-8601 with an offset, or `+30s` / `+5m` / `+2h` / `+1d`."""
 
+import math
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -36,6 +37,9 @@ def parse_seconds(text: str, option: str) -> float:
     if match:
         return float(match.group(1)) * _UNITS[match.group(2)]
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         raise WhenError(f"{option}: {text!r} is not a number of seconds") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise WhenError(f"{option}: {text!r} is not a number of seconds (0 or more)")
+    return seconds

@@ -7,7 +7,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from giobba_client import FailedPrecondition, InvalidArgument, TaskState
+from giobba_client import FailedPrecondition, InvalidArgument, TaskState, aio
 from giobba_client._gen.giobba.v1 import task_pb2 as pb
 from giobba_client._gen.giobba.v1 import task_service_pb2 as ts
 from giobba_client._gen.giobba.v1 import task_service_pb2_grpc as ts_grpc
@@ -218,6 +218,36 @@ def test_raw_requests_with_bad_fields_are_refused(
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in (caught.value.details() or "")
     assert st.client().list_tasks().tasks == []
+
+
+def test_a_wait_longer_than_one_server_call_goes_on(
+    st: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server waits at most MAX_WAIT per WaitTask; the SDK makes as many calls as the
+    caller's timeout needs (a 400 s wait was silently cut to 300 s)."""
+    monkeypatch.setattr(aio, "MAX_WAIT", 0.3)
+    held = st.client().add_task("echo", {}, manual=True)
+    began = time.monotonic()
+    result = st.client().wait_task(held.id, 1.2)
+    assert not result.done
+    assert time.monotonic() - began >= 1.2
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"priority": True}, "priority: must be an integer"),
+        ({"priority": 10**20}, "priority: 100000000000000000000 is out of range"),
+        ({"max_retries": 2**31}, "max_retries:"),
+    ],
+)
+def test_the_sdk_names_fields_protobuf_would_not(
+    st: Stack, options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        st.client().add_task("echo", {}, **options)
+    with pytest.raises(InvalidArgument, match="page_size"):
+        st.client().list_tasks(page_size=10**12)
 
 
 @pytest.mark.parametrize("token", ["9" * 40 + ":x", "²:x", "abc"])
