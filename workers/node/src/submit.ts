@@ -8,18 +8,21 @@
  *   node dist/submit.js --server 127.0.0.1:50051 < tasks.jsonl
  */
 import { createInterface } from "node:readline";
-import { parseArgs } from "node:util";
-
+import { parseCli } from "./cli.js";
 import { GiobbaClient, type TaskRequest } from "./client.js";
 import { defaultServer } from "./connection.js";
 import type { JsonObject } from "./json.js";
 
-const { values } = parseArgs({
-  options: {
-    server: { type: "string", default: defaultServer() },
-    batch: { type: "string", default: "500" },
+const values = parseCli(
+  "submit",
+  `usage: node dist/submit.js [options] < tasks.jsonl
+
+Submits one task per JSON line of stdin and prints each new task id, in input order.`,
+  {
+    server: { type: "string", default: defaultServer(), arg: "HOST:PORT", help: "server address (env GIOBBA_SERVER)" },
+    batch: { type: "string", default: "500", arg: "N", help: "tasks per AddTasks call" },
   },
-});
+);
 
 interface Line {
   name: string;

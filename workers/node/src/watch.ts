@@ -6,23 +6,26 @@
  *
  * Print the last cursor you saw and pass it as --from after a reconnect: nothing is missed.
  */
-import { parseArgs } from "node:util";
-
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 
+import { parseCli } from "./cli.js";
 import { GiobbaClient } from "./client.js";
 import { defaultServer } from "./connection.js";
 import { ActivityKind, TaskState } from "./gen/giobba/v1/task_pb.js";
 
-const { values } = parseArgs({
-  options: {
-    server: { type: "string", default: defaultServer() },
-    from: { type: "string" },
-    queue: { type: "string", multiple: true, default: [] },
-    task: { type: "string", multiple: true, default: [] },
-    json: { type: "boolean", default: false },
+const values = parseCli(
+  "watch",
+  `usage: node dist/watch.js [options]
+
+Follows the activity feed, one line per state change: live, or replayed from --from then live.`,
+  {
+    server: { type: "string", default: defaultServer(), arg: "HOST:PORT", help: "server address (env GIOBBA_SERVER)" },
+    from: { type: "string", arg: "CURSOR", help: "replay from this cursor, then follow live (default: live only)" },
+    queue: { type: "string", multiple: true, default: [], arg: "Q", help: "only this queue" },
+    task: { type: "string", multiple: true, default: [], arg: "ID", help: "only this task" },
+    json: { type: "boolean", default: false, help: "one JSON object per line" },
   },
-});
+);
 
 const client = new GiobbaClient(values.server);
 const stop = new AbortController();

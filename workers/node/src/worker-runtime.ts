@@ -252,9 +252,9 @@ export class Worker {
     });
     let outcome = await Promise.race([call, cancelled]);
     if (outcome === "cancelled") {
-      const grace = sleep(this.opts.killGraceSeconds * 1000).then(() => "abandoned" as const);
-      const late = await Promise.race([call, grace]);
-      if (late === "abandoned") this.log(`handler for ${task.id} ignored cancellation; abandoned`);
+      if (!(await settlesWithin(call, this.opts.killGraceSeconds * 1000))) {
+        this.log(`handler for ${task.id} ignored cancellation; abandoned`);
+      }
       outcome = "silent";
     }
     if (!abort.signal.aborted) return outcome;
@@ -304,8 +304,7 @@ export class Worker {
     if (this.running.size === 0) return;
     this.log(`stopping: no new tasks; draining ${this.running.size} for ${this.opts.drainSeconds}s`);
     const all = () => Promise.allSettled([...this.running.values()].map((r) => r.done));
-    const drained = await Promise.race([all().then(() => true), sleep(this.opts.drainSeconds * 1000).then(() => false)]);
-    if (drained) return;
+    if (await settlesWithin(all(), this.opts.drainSeconds * 1000)) return;
     const left = [...this.running.values()];
     for (const run of left) {
       run.abort.abort(new Cancelled("shutdown"));
@@ -316,7 +315,7 @@ export class Worker {
         this.log(`release of ${run.task.id} refused: ${codeName(err)} ${messageOf(err)}`);
       }
     }
-    await Promise.race([all(), sleep(this.opts.killGraceSeconds * 1000)]);
+    await settlesWithin(all(), this.opts.killGraceSeconds * 1000);
   }
 
   // -- heartbeats and cancellations ---------------------------------------------------
@@ -385,6 +384,21 @@ export class Worker {
       kind: WorkerKind.WORKER,
       startedAt: timestampFromDate(this.started),
     });
+  }
+}
+
+/**
+ * Whether `promise` settles within `ms`. The timer is cleared as soon as the race is decided:
+ * a pending drain or grace timer would keep Node's event loop, and so the process, alive
+ * for its full length after the worker has stopped.
+ */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  const decided = new AbortController();
+  const settled = promise.then(() => true, () => true);
+  try {
+    return await Promise.race([settled, sleep(ms, decided.signal).then(() => false)]);
+  } finally {
+    decided.abort(); // sleep() clears its timer on abort
   }
 }
 

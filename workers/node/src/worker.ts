@@ -7,20 +7,28 @@
  * SIGINT/SIGTERM: stop leasing, let running tasks finish within --drain seconds, hand the
  * rest back. A second signal exits at once (their leases lapse on the server).
  */
-import { parseArgs } from "node:util";
-
+import { parseCli } from "./cli.js";
 import { defaultServer } from "./connection.js";
 import { register } from "./handlers.js";
 import { Worker } from "./worker-runtime.js";
 
-const { values } = parseArgs({
-  options: {
-    server: { type: "string", default: defaultServer() },
-    queues: { type: "string", default: "default" },
-    concurrency: { type: "string", default: "1" },
-    drain: { type: "string", default: "30" },
+const values = parseCli(
+  "worker",
+  `usage: node dist/worker.js [options]
+
+Serves the reference handlers (echo, noop, sleep, fail) until SIGINT/SIGTERM.`,
+  {
+    server: { type: "string", default: defaultServer(), arg: "HOST:PORT", help: "server address (env GIOBBA_SERVER)" },
+    queues: { type: "string", default: "default", arg: "Q1,Q2", help: "comma-separated queues to serve" },
+    concurrency: { type: "string", default: "1", arg: "N", help: "tasks run at once" },
+    drain: {
+      type: "string",
+      default: "30",
+      arg: "SECONDS",
+      help: "on SIGINT/SIGTERM, how long running tasks may finish before they are handed back",
+    },
   },
-});
+);
 
 const worker = register(
   new Worker({

@@ -31,12 +31,16 @@ func decode(text string) (any, error) {
 }
 
 func run() error {
-	server := flag.String("server", "127.0.0.1:50051", "server address")
+	server := os.Getenv("GIOBBA_SERVER") // as giobba-worker and the Python and Node tools
+	if server == "" {
+		server = "127.0.0.1:50051"
+	}
+	flag.StringVar(&server, "server", server, "server address HOST:PORT (env GIOBBA_SERVER)")
 	flag.Parse()
 	if flag.NArg() != 1 {
 		return fmt.Errorf("usage: giobba-get [-server ADDR] TASK_ID")
 	}
-	conn, err := grpc.NewClient(*server, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(server, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return err
 	}

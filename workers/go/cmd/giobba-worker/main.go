@@ -51,11 +51,12 @@ func main() {
 	if server == "" {
 		server = "127.0.0.1:50051"
 	}
-	flag.StringVar(&server, "server", server, "server address (default $GIOBBA_SERVER or 127.0.0.1:50051)")
+	// The flag package prints the default itself, so the usage only names the env variable.
+	flag.StringVar(&server, "server", server, "server address HOST:PORT (env GIOBBA_SERVER)")
 	queues := flag.String("queues", "default", "comma-separated queues to serve")
 	concurrency := flag.Int("concurrency", 1, "tasks run at once")
 	drain := 30 * time.Second
-	flag.Var(seconds{&drain}, "drain", "on SIGTERM, how long running tasks may finish before they are handed back")
+	flag.Var(seconds{&drain}, "drain", "on SIGINT/SIGTERM, `seconds` (or a duration like 1m) running tasks may finish before they are handed back")
 	flag.Parse()
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -76,8 +77,8 @@ func main() {
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
-		<-signals
-		logger.Info("stopping: no new tasks; draining", "drain", drain)
+		// Run logs the drain itself (how many tasks, for how long).
+		logger.Info("stopping", "signal", <-signals)
 		stop()
 		<-signals
 		logger.Warn("second signal: exiting without draining")
