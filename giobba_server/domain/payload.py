@@ -41,7 +41,7 @@ def parse_object(text: str, field: str, max_bytes: int = MAX_PAYLOAD_BYTES) -> J
         value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
     except RecursionError:  # valid JSON, but deeper than a recursive parser can follow
         raise InvalidArgument(
-            field, "nests objects/arrays too deeply (keep it under 500 levels)"
+            field, "nests objects/arrays deeper than the JSON parser follows (about 900 levels)"
         ) from None
     except ValueError as exc:
         raise InvalidArgument(field, f"is not valid JSON ({exc})") from None
