@@ -172,7 +172,10 @@ def build_job(
     )
     first = job.next_fire(now)
     if first is None:
-        raise InvalidArgument(f"{prefix}expires_at", "the schedule never fires before the end")
+        if spec.expires_at is not None:
+            raise InvalidArgument(f"{prefix}expires_at", "the schedule never fires before the end")
+        # No end: the start is so late that no fire time is representable after it.
+        raise InvalidArgument(f"{prefix}starts_at", "the schedule never fires after the start")
     return job.evolve(next_execution=first)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from giobba_server.broker.memory_lock import MemoryFireLock
+from giobba_server.domain.errors import InvalidArgument
 from giobba_server.domain.job import Job, JobSpec, MissedPolicy, OverlapPolicy, build_job
 from giobba_server.domain.spec import TaskSpec
 from giobba_server.domain.task import StartMode
@@ -141,3 +142,25 @@ def test_upcoming_is_strictly_increasing(zone: str) -> None:
     job = job_at("*/7 * * * *", zone, utc("2026-04-04T10:00Z"))
     times = job.upcoming(100)
     assert len(times) == 100 and times == sorted(set(times))
+
+
+@pytest.mark.parametrize(
+    ("starts", "expires", "field"),
+    [
+        ("9999-12-31T23:59:30Z", None, "job.starts_at"),  # no fire time after it fits
+        ("2026-06-01T00:00:10Z", "2026-06-01T00:00:30Z", "job.expires_at"),  # none before the end
+    ],
+)
+def test_a_job_that_never_fires_names_the_field_that_stops_it(
+    starts: str, expires: str | None, field: str
+) -> None:
+    spec = JobSpec(
+        task=TaskSpec(name="t"),
+        schedule="0 0 * * *",
+        timezone="UTC",
+        starts_at=utc(starts),
+        expires_at=utc(expires) if expires else None,
+    )
+    with pytest.raises(InvalidArgument) as caught:
+        build_job(spec, now=utc("2026-05-01T00:00Z"), default_timezone="UTC")
+    assert caught.value.field == field
