@@ -6,6 +6,7 @@ import itertools
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import replace
+from datetime import datetime
 
 from giobba_server.domain.clock import now_ms, to_ms
 from giobba_server.domain.errors import FailedPrecondition
@@ -74,6 +75,12 @@ class MemoryRegistry:
         for worker_id in [w for w, (_, until) in self._workers.items() if until <= now]:
             del self._workers[worker_id]
         return sorted((s for s, _ in self._workers.values()), key=lambda s: s.id)
+
+    async def last_seen(self, worker_id: str) -> datetime | None:
+        entry = self._workers.get(worker_id)
+        if entry is None or entry[1] <= self._clock():
+            return None
+        return entry[0].last_seen
 
     async def watch(self) -> AsyncGenerator[WorkerStatus, None]:
         queue: asyncio.Queue[WorkerStatus] = asyncio.Queue()

@@ -154,6 +154,16 @@ class RedisRegistry:
         raws = await self._run.call(ALIVE_SCRIPT, keys, [self._clock()])
         return sorted((_status(r) for r in raws), key=lambda s: s.id)
 
+    async def last_seen(self, worker_id: str) -> datetime | None:
+        calls = [
+            Call(None, [WORKERS_KEY], [worker_id], "HGET"),
+            Call(None, [WORKERS_EXPIRY_KEY], [worker_id], "ZSCORE"),
+        ]
+        raw, until = await self._run.many(calls)
+        if raw is None or until is None or float(until) <= self._clock():
+            return None
+        return _status(raw).last_seen
+
     async def watch(self) -> AsyncGenerator[WorkerStatus, None]:
         pubsub: PubSub = self._client.pubsub()
         try:

@@ -266,4 +266,9 @@ class Registry(Protocol):
 
     async def alive(self) -> list[WorkerStatus]: ...
 
+    async def last_seen(self, worker_id: str) -> datetime | None:
+        """When the worker's latest beat arrived (the receiving server's clock); None when
+        it is not listed: never heard of, or its beat went stale. One cheap read."""
+        ...
+
     def watch(self) -> AsyncGenerator[WorkerStatus, None]: ...

@@ -25,6 +25,8 @@ MAX_LEASE_BATCH = 1000
 TIMEOUT = "timeout"
 # Longer than a worker's default kill grace (5 s): a conforming worker reports first.
 TIMEOUT_GRACE = timedelta(seconds=10)
+# A long-poll stops claiming for a worker not heard from for this many heartbeat intervals.
+SILENCE_LIMIT = 1.5
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,15 @@ async def lease(
     names = _check_lease_args(queues, limit)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(max(wait, 0.0), deps.settings.polling_timeout.total_seconds())
+    # The call itself shows the worker alive; later, it must still be heard from, or a
+    # frozen worker's open poll would claim tasks (its own retries too) it cannot run.
+    trusted_until = loop.time() + deps.settings.heartbeat_interval.total_seconds()
     while True:
+        if loop.time() > trusted_until:
+            trust = await _trust_left(deps, worker_id)
+            if trust <= 0:
+                return []
+            trusted_until = loop.time() + trust
         batch = await deps.broker.claim(names, worker_id, limit, deps.settings.lease_ms)
         for expired in batch.expired:
             await _revoke_expired(deps, expired)
@@ -61,6 +71,19 @@ async def lease(
         if remaining <= 0:
             return []
         await deps.broker.wait_for_work(names, remaining)
+
+
+async def _trust_left(deps: Deps, worker_id: str) -> float:
+    """Seconds until the worker counts as silent: no beat (Heartbeat, or a LeaseTasks
+    that carried its status) for SILENCE_LIMIT heartbeat intervals, on the server's clock.
+    Healthy workers beat every interval; a frozen one has been silent for about two or
+    more (the lease, three, less the gap since its last renewal) by the time the lease it
+    held lapses and its retry comes due: 1.5 leaves half an interval either side."""
+    seen = await deps.registry.last_seen(worker_id)
+    if seen is None:
+        return 0.0
+    limit = deps.settings.heartbeat_interval * SILENCE_LIMIT
+    return (seen + limit - deps.clock()).total_seconds()
 
 
 async def _revoke_expired(deps: Deps, expired: TaskRef) -> None:

@@ -295,6 +295,25 @@ class RegistryContract:
         clock.advance(4_000)
         assert await registry.alive() == []
 
+    async def test_last_seen_is_the_latest_beat_while_listed(
+        self, registry: Registry, clock: Clock
+    ) -> None:
+        assert await registry.last_seen("w") is None
+        first = status("w", clock)
+        await registry.beat(first, 1_000)
+        assert await registry.last_seen("w") == first.last_seen
+        clock.advance(600)
+        later = status("w", clock, completed=4)
+        await registry.beat(later, 1_000)
+        await registry.beat(status("other", clock), 5_000)
+        assert await registry.last_seen("w") == later.last_seen
+        clock.advance(500)
+        assert await registry.last_seen("w") == later.last_seen
+        clock.advance(500)  # stale, whether or not alive() has swept it yet
+        assert await registry.last_seen("w") is None
+        assert [s.id for s in await registry.alive()] == ["other"]
+        assert await registry.last_seen("w") is None
+
     async def test_watch_follows_heartbeats(self, registry: Registry, clock: Clock) -> None:
         beats = registry.watch()
         first = asyncio.ensure_future(anext(beats))

@@ -236,6 +236,40 @@ def test_frozen_worker_late_result_is_refused(lease5: Stack) -> None:
     assert len(completions) == 1
 
 
+def test_frozen_worker_long_poll_does_not_claim_the_retry(lease5: Stack) -> None:
+    """A frozen worker with a free slot keeps a LeaseTasks long-poll open. Once it has gone
+    silent, that poll must not claim (the reply would sit unread in its socket until the
+    lease lapsed again): the retry goes to the healthy idle worker, one freeze costs one
+    attempt."""
+    st = lease5
+    frozen = worker(st, concurrency=2)
+    task_id = st.client().add_task("sleepy", {"seconds": [30, 0.2]}, max_retries=1).id
+    started(st, task_id)
+    healthy = worker(st)
+
+    def listed(pid: int) -> bool:
+        return any(w.pid == pid for w in st.client().list_workers())
+
+    wait_until(lambda: listed(healthy.popen.pid), what="the healthy worker listed")
+    frozen.signal(signal.SIGSTOP)
+    try:
+        task = final(st, task_id)
+    finally:
+        frozen.signal(signal.SIGCONT)
+    assert task.state == TaskState.COMPLETED, task.error
+    assert task.attempts == 2 and task.retries == 1
+    assert task.result is not None and task.result["pid"] == healthy.popen.pid
+    # Awake again, the frozen worker hears that its lease is gone and stops the handler.
+    mine = wait_until(
+        lambda: [r for r in runs(st, task_id, "cancelled") if r.pid == frozen.popen.pid],
+        20,
+        what="the thawed worker's handler cancelled",
+    )
+    assert [r.attempt for r in mine] == [1]
+    starts = [(r.attempt, r.pid) for r in runs(st, task_id, "start")]
+    assert starts == [(1, frozen.popen.pid), (2, healthy.popen.pid)]
+
+
 # -- handlers that starve the runtime ----------------------------------------------------
 
 
