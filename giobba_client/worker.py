@@ -85,6 +85,15 @@ def _outcome_of(value: Any) -> _Outcome:
         return _Outcome(error=f"result is not JSON: {exc}", no_retry=True)
 
 
+def _result_refused(outcome: _Outcome, exc: grpc.aio.AioRpcError) -> _Outcome | None:
+    """The failure to report when the server refused a result it cannot keep (too big for
+    its store, say): INVALID_ARGUMENT, with nothing moved. Retried per the task's policy,
+    like any failed attempt, rather than left to hang until its lease lapses."""
+    if outcome.result is None or exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
+        return None
+    return _Outcome(error=f"result refused by the server: {exc.details()}")
+
+
 class Worker:
     """Serve `queues` with up to `concurrency` tasks at a time.
 
@@ -326,6 +335,11 @@ class Worker:
                     assert self._halt is not None
                     await pause_after_error(backoff, self._halt)
                     backoff = min(backoff * 2, MAX_BACKOFF)
+                    continue
+                refused = _result_refused(outcome, exc)
+                if refused is not None:  # the lease is still ours: fail the attempt instead
+                    log.warning("task %s: %s", ctx.task.id, refused.error)
+                    outcome = refused
                     continue
                 # ABORTED: the lease went stale (killed, recovered elsewhere); nothing to do.
                 log.warning("report for %s refused: %s", ctx.task.id, exc.details())

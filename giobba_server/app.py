@@ -201,6 +201,7 @@ async def _beat(app: App, started: asyncio.Event) -> None:
 async def start(app: App) -> None:
     await app.server.start()
     app.tasks.append(asyncio.create_task(app.reaper.run(), name="reaper"))
+    app.tasks.append(asyncio.create_task(app.deps.mender.run(), name="mender"))
     if app.deps.cancels is not None:
         app.tasks.append(asyncio.create_task(app.deps.cancels.run(), name="cancel-push"))
     if app.cron is not None:

@@ -1,6 +1,7 @@
 """What every use case shares: the ports, the settings, and one way to record a move."""
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from giobba_server.domain.ports import (
 from giobba_server.domain.retry import DEFAULT_BASE, DEFAULT_CAP
 from giobba_server.domain.task import Task, TaskState
 from giobba_server.services.cancels import CancelHub
+from giobba_server.services.mending import Mender, Step
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ class Deps:
     observe: Callable[[Task, Task, str], None] = lambda before, after, kind: None
     # Set when the server begins a graceful stop: long-polls and streams end early.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # Finishes the tails of moves a backend failure cut short (its loop is run by the app).
+    mender: Mender = field(default_factory=Mender)
 
     def next_seq(self) -> int:
         if self.seq is None:
@@ -120,9 +124,28 @@ def event(
     )
 
 
-async def record(deps: Deps, before: Task, after: Task, kind: str) -> Task:
-    """Persist a move the broker made, then announce it."""
-    await deps.repo.save(after)
+def saving(deps: Deps, after: Task) -> Step:
+    return Step(
+        f"save as {after.state.value} v{after.version}", functools.partial(deps.repo.save, after)
+    )
+
+
+def announcing(deps: Deps, before: Task, after: Task, kind: str) -> Step:
+    return Step(f"publish {kind}", functools.partial(_announce, deps, before, after, kind))
+
+
+async def _announce(deps: Deps, before: Task, after: Task, kind: str) -> None:
     await deps.feed.publish([event(after, before.state, kind, after.updated_at)])
     deps.observe(before, after, kind)
+
+
+def recording(deps: Deps, before: Task, after: Task, kind: str) -> list[Step]:
+    """Persist a move the broker made, then announce it."""
+    return [saving(deps, after), announcing(deps, before, after, kind)]
+
+
+async def record(deps: Deps, before: Task, after: Task, kind: str) -> Task:
+    """Record a move the broker made. Unavailable if a backend failed: the move is then
+    recorded in the background (see services/mending)."""
+    await deps.mender.carry(after.id, recording(deps, before, after, kind))
     return after

@@ -2,17 +2,20 @@
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+import logging
+from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from giobba_server.domain.clock import from_ms
-from giobba_server.domain.errors import GiobbaError, InvalidArgument, StaleLease
+from giobba_server.domain.document import refuse_oversized_result
+from giobba_server.domain.errors import GiobbaError, InvalidArgument, StaleLease, Unavailable
 from giobba_server.domain.payload import parse_object
 from giobba_server.domain.ports import CancelReason, Claim, TaskRef, WorkerStatus
 from giobba_server.domain.spec import check_queue
 from giobba_server.domain.task import Task, TaskState
-from giobba_server.services.context import Deps, record, ref
+from giobba_server.services.context import Deps, announcing, record, ref
 from giobba_server.services.transitions import (
     EXPIRED,
     complete,
@@ -20,6 +23,8 @@ from giobba_server.services.transitions import (
     load,
     revoke_pending,
 )
+
+log = logging.getLogger("giobba.leasing")
 
 MAX_LEASE_BATCH = 1000
 TIMEOUT = "timeout"
@@ -87,9 +92,14 @@ async def _trust_left(deps: Deps, worker_id: str) -> float:
 
 
 async def _revoke_expired(deps: Deps, expired: TaskRef) -> None:
-    task = await deps.repo.get(expired.id)
-    if task is not None:
-        await revoke_pending(deps, task, EXPIRED)
+    """Best effort: the worker asked for work, not for this. A task not revoked here stays
+    due for the reaper's expiry sweep; one revoked but not recorded is mended."""
+    try:
+        task = await deps.repo.get(expired.id)
+        if task is not None:
+            await revoke_pending(deps, task, EXPIRED)
+    except Unavailable as exc:
+        log.warning("task %s expired but is not revoked yet: %s", expired.id, exc)
 
 
 async def _start_or_hand_back(deps: Deps, worker_id: str, claims: list[Claim]) -> list[Leased]:
@@ -100,27 +110,39 @@ async def _start_or_hand_back(deps: Deps, worker_id: str, claims: list[Claim]) -
     try:
         return await asyncio.shield(starting)
     except asyncio.CancelledError:
-        for item in await starting:
-            with contextlib.suppress(GiobbaError):
-                await release_task(deps, item.task.id, item.token)
+        with contextlib.suppress(GiobbaError):  # a start that failed handed its claims back
+            await _hand_back(deps, await starting)
         raise
 
 
 async def _start_all(deps: Deps, worker_id: str, claims: list[Claim]) -> list[Leased]:
     """Record each claim as RUNNING. Shielded: a caller that hangs up mid-way must not
-    leave a claim unrecorded (the lease reaper would then find an unknown attempt)."""
-    tasks = await deps.repo.get_many([c.id for c in claims])
+    leave a claim unrecorded (the lease reaper would then find an unknown attempt). If a
+    backend fails, every claim of the batch is handed back (PENDING, no attempt used) and
+    the caller hears Unavailable: the worker never sees them, so none may wait for its
+    lease to lapse and count as a lost attempt."""
+    waiting = deque(claims)
     leased: list[Leased] = []
-    for claim in claims:
-        task = tasks.get(claim.id)
-        if task is None:  # the broker knew a task the repository lost: do not run it
-            await deps.broker.finish(TaskRef(claim.queue, claim.id), claim.token)
-            continue
-        leased.append(await _start(deps, worker_id, task, claim))
+    try:
+        # What a task still owes (a retry's record, say) is written before it is read.
+        await deps.mender.catch_up([c.id for c in claims])
+        tasks = await deps.repo.get_many([c.id for c in claims])
+        while waiting:
+            claim = waiting.popleft()
+            task = tasks.get(claim.id)
+            if task is None:  # the broker knew a task the repository lost: do not run it
+                await deps.broker.finish(TaskRef(claim.queue, claim.id), claim.token)
+                continue
+            leased.append(await _start(deps, worker_id, task, claim))
+    except Unavailable:
+        await _unclaim(deps, waiting)
+        await _hand_back(deps, leased)
+        raise
     return leased
 
 
 async def _start(deps: Deps, worker_id: str, task: Task, claim: Claim) -> Leased:
+    """Record one claim as RUNNING; if that fails, hand the claim back before raising."""
     now = deps.clock()
     after = task.evolve(
         state=TaskState.RUNNING,
@@ -132,10 +154,35 @@ async def _start(deps: Deps, worker_id: str, task: Task, claim: Claim) -> Leased
         lease_token=claim.token,
         scheduler_id=deps.settings.server_id,
     )
-    await record(deps, task, after, "STARTED")
+    try:
+        await deps.repo.save(after)
+    except Unavailable:
+        await _unclaim(deps, [claim])  # the record never saw this attempt: undo it in the broker
+        raise
+    try:
+        await deps.mender.carry(after.id, [announcing(deps, task, after, "STARTED")])
+    except Unavailable:
+        await _hand_back(deps, [Leased(after, claim.token, now, None)])
+        raise
     return Leased(
         after, claim.token, from_ms(claim.lease_deadline_ms), effective_timeout(deps, task)
     )
+
+
+async def _unclaim(deps: Deps, claims: Iterable[Claim]) -> None:
+    """Undo claims the repository never recorded, in the broker alone."""
+    for claim in claims:
+        try:
+            await deps.broker.release(TaskRef(claim.queue, claim.id), claim.token)
+        except Unavailable as exc:
+            log.warning("claim on task %s not handed back (%s): its lease lapses", claim.id, exc)
+
+
+async def _hand_back(deps: Deps, leased: Iterable[Leased]) -> None:
+    """Release recorded claims the worker will never see (their records may follow late)."""
+    for item in leased:
+        with contextlib.suppress(GiobbaError):
+            await _release(deps, item.task, item.token)
 
 
 def effective_timeout(deps: Deps, task: Task) -> timedelta | None:
@@ -155,6 +202,8 @@ async def _running(deps: Deps, task_id: str, token: str) -> Task:
 async def complete_task(deps: Deps, task_id: str, token: str, result: str) -> Task:
     parse_object(result, "result")
     task = await _running(deps, task_id, token)
+    # Before the broker's step: a save refused after it would leave the move half-done.
+    refuse_oversized_result(task, result or "{}")
     done = await complete(deps, task, token, result)
     if done is None:
         raise StaleLease(f"lease on task {task_id} is no longer current")
@@ -171,10 +220,13 @@ async def fail_task(deps: Deps, task_id: str, token: str, error: str, no_retry: 
 
 async def release_task(deps: Deps, task_id: str, token: str) -> Task:
     """Hand a task back without using up its attempt."""
-    task = await _running(deps, task_id, token)
+    return await _release(deps, await _running(deps, task_id, token), token)
+
+
+async def _release(deps: Deps, task: Task, token: str) -> Task:
     moved = await deps.broker.release(ref(task), token)
     if moved is None:
-        raise StaleLease(f"lease on task {task_id} is no longer current")
+        raise StaleLease(f"lease on task {task.id} is no longer current")
     after = task.evolve(
         state=TaskState.PENDING,
         version=moved.version,

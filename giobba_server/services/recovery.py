@@ -1,6 +1,13 @@
 """Start-up reconciliation: the repository is the source of truth. Every PENDING or
 RUNNING task it holds that the broker does not know (an embedded restart, a flushed or
-restarted Redis) is made live again with its priority, ETA, holds and lease intact."""
+restarted Redis) is made live again with its priority, ETA, holds and lease intact.
+
+This is also what covers a crash while a move's tail was still owed (services/mending):
+the broker made the move, the repository never heard of it. A task recorded RUNNING whose
+attempt the broker already ended comes back RUNNING with its token and a fresh lease: the
+worker's retried report lands, or the lease lapses and the reaper counts a lost attempt
+(retried or FAILED). A parent recorded terminal whose children were never settled is
+settled below. Nothing is left RUNNING or PENDING without an owner."""
 
 import logging
 from dataclasses import replace
@@ -29,6 +36,9 @@ def _entry(deps: Deps, task: Task) -> LiveEntry:
 
 
 async def reconcile(deps: Deps) -> int:
+    # While this server runs (the broker lost its state), write what is owed first: a
+    # task must be restored from its latest record, not from one a move already left.
+    await deps.mender.catch_up_all()
     restored = 0
     after = ""
     waiting: set[str] = set()

@@ -1,14 +1,17 @@
 """Moves that end or restart an attempt, and what follows from them (cascades, children)."""
 
+import functools
 from datetime import datetime
 
-from giobba_server.domain.callback import CallbackStatus, entry_for
+from giobba_server.domain.callback import CallbackStatus, OutboxEntry, entry_for
 from giobba_server.domain.clock import to_ms
 from giobba_server.domain.errors import FailedPrecondition, NotFound
+from giobba_server.domain.outbox import CallbackQueue
 from giobba_server.domain.ports import RevokeOutcome
 from giobba_server.domain.retry import backoff
 from giobba_server.domain.task import Hold, StartMode, Task, TaskState
-from giobba_server.services.context import Deps, record, ref
+from giobba_server.services.context import Deps, record, recording, ref, saving
+from giobba_server.services.mending import Step
 
 EXPIRED = "expired"
 WORKER_LOST = "worker lost"
@@ -16,6 +19,9 @@ MAX_ERROR = 64 * 1024
 
 
 async def load(deps: Deps, task_id: str) -> Task:
+    """The task as recorded, once anything still owed for it is written: a move built on
+    a record that misses an earlier move's write would undo that move."""
+    await deps.mender.catch_up([task_id])
     task = await deps.repo.get(task_id)
     if task is None:
         raise NotFound(f"task {task_id} not found")
@@ -43,33 +49,43 @@ async def finish_terminal(
         scheduler_id=deps.settings.server_id,
         **changes,
     )
-    owed = entry_for(after, to_ms(now)) if deps.callbacks is not None else None
-    if owed is not None and deps.callbacks is not None:
+    steps: list[Step] = []
+    queue = deps.callbacks
+    owed = entry_for(after, to_ms(now)) if queue is not None else None
+    if owed is not None and queue is not None:
         after = after.evolve(callback_status=CallbackStatus.PENDING.value)
         # Stored before the move is saved: a crash right after the save still delivers.
-        await deps.callbacks.stage(owed)
-    await record(deps, task, after, state.value)
-    if owed is not None and deps.callbacks is not None:
-        deps.callbacks.ready(owed)
+        steps.append(Step("stage callback", functools.partial(queue.stage, owed)))
+    steps += recording(deps, task, after, state.value)
+    if owed is not None and queue is not None:
+        steps.append(Step("deliver callback", functools.partial(_ready, queue, owed)))
     if settle:
-        await settle_children(deps, after)
+        steps.append(Step("settle children", functools.partial(settle_children, deps, after)))
+    await deps.mender.carry(after.id, steps)
     return after
 
 
+async def _ready(queue: CallbackQueue, entry: OutboxEntry) -> None:
+    queue.ready(entry)
+
+
 async def settle_children(deps: Deps, parent: Task) -> None:
-    """A COMPLETED parent frees its children; any other end revokes them, transitively."""
+    """A COMPLETED parent frees its children; any other end revokes them, transitively.
+    Safe to run again: a child already settled is left alone."""
     if parent.state is TaskState.COMPLETED:
         for child in await deps.repo.children(parent.id):
             await release_hold(deps, child, Hold.PARENT)
         return
     reason = f"parent {parent.id} {parent.state.value}"
     # Breadth-first over the descendants, in a loop: a chain thousands deep must not
-    # recurse (each revoked child is walked here, not by its own finish_terminal).
+    # recurse (each revoked child is walked here, not by its own finish_terminal). Every
+    # child is walked, revoked now or before: a run cut short by a backend failure and run
+    # again may find a child revoked but its own children not yet.
     frontier = [parent.id]
     while frontier:
         for child in await deps.repo.children(frontier.pop()):
-            if await revoke_pending(deps, child, reason, cascade=False):
-                frontier.append(child.id)
+            await revoke_pending(deps, child, reason, cascade=False)
+            frontier.append(child.id)
 
 
 async def release_hold(deps: Deps, task: Task, hold: Hold) -> Task | None:
@@ -80,7 +96,7 @@ async def release_hold(deps: Deps, task: Task, hold: Hold) -> Task | None:
     if hold is Hold.MANUAL:
         changes["start_mode"] = StartMode.AUTO
     after = task.evolve(version=moved.version, updated_at=deps.clock(), **changes)
-    await deps.repo.save(after)
+    await deps.mender.carry(after.id, [saving(deps, after)])
     return after
 
 

@@ -8,8 +8,11 @@ from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from giobba_server.domain.errors import InvalidArgument
+from giobba_server.domain.document import MAX_DOCUMENT_BYTES, refuse_oversized, text_size
 from giobba_server.domain.task import Hold, StartMode, Task, TaskState
+
+# The size limit lives in the domain (the services check it before a move too).
+__all__ = ["MAX_DOCUMENT_BYTES", "from_doc", "iso", "refuse_oversized", "text_size", "to_doc"]
 
 _DATETIMES = ("eta", "created_at", "updated_at", "started_at", "completed_at", "expires_at")
 _SPANS = ("timeout", "retry_backoff")
@@ -43,33 +46,3 @@ def from_doc(doc: dict[str, Any], parse_time: Any = None) -> Task:
 
 def iso(moment: datetime) -> str:
     return moment.isoformat()
-
-
-# MongoDB refuses a document over 16 MiB. Every adapter refuses the same tasks, so the
-# limit lives here, measured on what dominates a document's size: its text fields.
-MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
-_FIXED_OVERHEAD = 2048  # field names, numbers and dates: well under this
-_BIG_FIELDS = ("payload", "result", "error")
-
-
-def text_size(task: Task) -> int:
-    """Bytes a task's document needs, near enough: UTF-8 text plus a fixed overhead."""
-    total = _FIXED_OVERHEAD
-    for f in fields(Task):
-        value = getattr(task, f.name)
-        if isinstance(value, str):
-            total += len(value.encode("utf-8", errors="surrogatepass"))
-    return total
-
-
-def refuse_oversized(task: Task, size: int | None = None) -> None:
-    """InvalidArgument naming the limit and the biggest field, before anything is written."""
-    size = text_size(task) if size is None else size
-    if size <= MAX_DOCUMENT_BYTES:
-        return
-    biggest = max(_BIG_FIELDS, key=lambda name: len(getattr(task, name)))
-    raise InvalidArgument(
-        biggest,
-        f"task {task.id} would be stored as a {size} byte document, over the"
-        f" {MAX_DOCUMENT_BYTES} byte (16 MiB) document limit",
-    )

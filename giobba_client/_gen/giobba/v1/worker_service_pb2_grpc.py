@@ -75,11 +75,18 @@ class WorkerServiceStub:
     error may find its token stale because the first try landed: that is success too.
 
     Status codes, for every method: UNAVAILABLE and DEADLINE_EXCEEDED are transient (retry
-    with backoff, keep the leases heartbeating meanwhile; nothing was half-done); ABORTED
-    means the lease is stale (give the task up); NOT_FOUND means the task is unknown (give it
-    up); INVALID_ARGUMENT names a bad field (a bug in the worker, or a result that is not a
-    JSON object: FailTask with no_retry instead). Other codes: log and give the task up; its
-    lease expires and the server recovers it.
+    with backoff, keep the leases heartbeating meanwhile). Nothing is left half-done: either
+    the call moved nothing, or its move was made and the server finishes recording it by
+    itself, and the retry is then refused with ABORTED (success, as above). A LeaseTasks that
+    failed so holds no task for you: what it claimed went back to its queue, no attempt used.
+    ABORTED means the lease is stale (give the task up); NOT_FOUND means the task is unknown
+    (give it up); INVALID_ARGUMENT names a bad field (a bug in the worker, or a result that
+    is not a JSON object: FailTask with no_retry instead). CompleteTask with a JSON object
+    result refused with INVALID_ARGUMENT naming `result` means the server cannot store it
+    (see CompleteTaskRequest.result): nothing moved and the lease is still yours, so report
+    FailTask with an error saying the result was refused and why (not no_retry: the task
+    retries or fails per its policy) rather than leave it to lapse. Other codes: log and give
+    the task up; its lease expires and the server recovers it.
     """
 
     def __init__(self, channel):
@@ -170,11 +177,18 @@ class WorkerServiceServicer:
     error may find its token stale because the first try landed: that is success too.
 
     Status codes, for every method: UNAVAILABLE and DEADLINE_EXCEEDED are transient (retry
-    with backoff, keep the leases heartbeating meanwhile; nothing was half-done); ABORTED
-    means the lease is stale (give the task up); NOT_FOUND means the task is unknown (give it
-    up); INVALID_ARGUMENT names a bad field (a bug in the worker, or a result that is not a
-    JSON object: FailTask with no_retry instead). Other codes: log and give the task up; its
-    lease expires and the server recovers it.
+    with backoff, keep the leases heartbeating meanwhile). Nothing is left half-done: either
+    the call moved nothing, or its move was made and the server finishes recording it by
+    itself, and the retry is then refused with ABORTED (success, as above). A LeaseTasks that
+    failed so holds no task for you: what it claimed went back to its queue, no attempt used.
+    ABORTED means the lease is stale (give the task up); NOT_FOUND means the task is unknown
+    (give it up); INVALID_ARGUMENT names a bad field (a bug in the worker, or a result that
+    is not a JSON object: FailTask with no_retry instead). CompleteTask with a JSON object
+    result refused with INVALID_ARGUMENT naming `result` means the server cannot store it
+    (see CompleteTaskRequest.result): nothing moved and the lease is still yours, so report
+    FailTask with an error saying the result was refused and why (not no_retry: the task
+    retries or fails per its policy) rather than leave it to lapse. Other codes: log and give
+    the task up; its lease expires and the server recovers it.
     """
 
     def LeaseTasks(self, request, context):
@@ -194,7 +208,8 @@ class WorkerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CompleteTask(self, request, context):
-        """RUNNING -> COMPLETED with a result.
+        """RUNNING -> COMPLETED with a result. A result the server cannot store is refused
+        (INVALID_ARGUMENT naming `result`, with the limit) before anything moves.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -318,11 +333,18 @@ class WorkerService:
     error may find its token stale because the first try landed: that is success too.
 
     Status codes, for every method: UNAVAILABLE and DEADLINE_EXCEEDED are transient (retry
-    with backoff, keep the leases heartbeating meanwhile; nothing was half-done); ABORTED
-    means the lease is stale (give the task up); NOT_FOUND means the task is unknown (give it
-    up); INVALID_ARGUMENT names a bad field (a bug in the worker, or a result that is not a
-    JSON object: FailTask with no_retry instead). Other codes: log and give the task up; its
-    lease expires and the server recovers it.
+    with backoff, keep the leases heartbeating meanwhile). Nothing is left half-done: either
+    the call moved nothing, or its move was made and the server finishes recording it by
+    itself, and the retry is then refused with ABORTED (success, as above). A LeaseTasks that
+    failed so holds no task for you: what it claimed went back to its queue, no attempt used.
+    ABORTED means the lease is stale (give the task up); NOT_FOUND means the task is unknown
+    (give it up); INVALID_ARGUMENT names a bad field (a bug in the worker, or a result that
+    is not a JSON object: FailTask with no_retry instead). CompleteTask with a JSON object
+    result refused with INVALID_ARGUMENT naming `result` means the server cannot store it
+    (see CompleteTaskRequest.result): nothing moved and the lease is still yours, so report
+    FailTask with an error saying the result was refused and why (not no_retry: the task
+    retries or fails per its policy) rather than leave it to lapse. Other codes: log and give
+    the task up; its lease expires and the server recovers it.
     """
 
     @staticmethod

@@ -523,7 +523,8 @@ type CompleteTaskRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	TaskId     string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
 	LeaseToken string                 `protobuf:"bytes,2,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
-	// JSON object text; empty means `{}`.
+	// JSON object text; empty means `{}`. At most 15 MiB, and the task is stored as one
+	// document of at most 16 MiB: its payload and this result must fit it together.
 	Result        string `protobuf:"bytes,3,opt,name=result,proto3" json:"result,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -80,11 +80,18 @@ const (
 // error may find its token stale because the first try landed: that is success too.
 //
 // Status codes, for every method: UNAVAILABLE and DEADLINE_EXCEEDED are transient (retry
-// with backoff, keep the leases heartbeating meanwhile; nothing was half-done); ABORTED
-// means the lease is stale (give the task up); NOT_FOUND means the task is unknown (give it
-// up); INVALID_ARGUMENT names a bad field (a bug in the worker, or a result that is not a
-// JSON object: FailTask with no_retry instead). Other codes: log and give the task up; its
-// lease expires and the server recovers it.
+// with backoff, keep the leases heartbeating meanwhile). Nothing is left half-done: either
+// the call moved nothing, or its move was made and the server finishes recording it by
+// itself, and the retry is then refused with ABORTED (success, as above). A LeaseTasks that
+// failed so holds no task for you: what it claimed went back to its queue, no attempt used.
+// ABORTED means the lease is stale (give the task up); NOT_FOUND means the task is unknown
+// (give it up); INVALID_ARGUMENT names a bad field (a bug in the worker, or a result that
+// is not a JSON object: FailTask with no_retry instead). CompleteTask with a JSON object
+// result refused with INVALID_ARGUMENT naming `result` means the server cannot store it
+// (see CompleteTaskRequest.result): nothing moved and the lease is still yours, so report
+// FailTask with an error saying the result was refused and why (not no_retry: the task
+// retries or fails per its policy) rather than leave it to lapse. Other codes: log and give
+// the task up; its lease expires and the server recovers it.
 type WorkerServiceClient interface {
 	// Long-poll for up to `max_tasks` due tasks, highest priority first across `queues`
 	// (FIFO within a priority). Each comes RUNNING, with its attempt counted and a lease.
@@ -92,7 +99,8 @@ type WorkerServiceClient interface {
 	// Renews every lease the worker holds and reports the worker's state. Answers with the
 	// interval to keep and the tasks to cancel. INVALID_ARGUMENT without `worker.id`.
 	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error)
-	// RUNNING -> COMPLETED with a result.
+	// RUNNING -> COMPLETED with a result. A result the server cannot store is refused
+	// (INVALID_ARGUMENT naming `result`, with the limit) before anything moves.
 	CompleteTask(ctx context.Context, in *CompleteTaskRequest, opts ...grpc.CallOption) (*CompleteTaskResponse, error)
 	// A failed attempt: retried with backoff while retries remain (unless `no_retry`),
 	// otherwise FAILED.
@@ -238,11 +246,18 @@ type WorkerService_WatchCancellationsClient = grpc.ServerStreamingClient[WatchCa
 // error may find its token stale because the first try landed: that is success too.
 //
 // Status codes, for every method: UNAVAILABLE and DEADLINE_EXCEEDED are transient (retry
-// with backoff, keep the leases heartbeating meanwhile; nothing was half-done); ABORTED
-// means the lease is stale (give the task up); NOT_FOUND means the task is unknown (give it
-// up); INVALID_ARGUMENT names a bad field (a bug in the worker, or a result that is not a
-// JSON object: FailTask with no_retry instead). Other codes: log and give the task up; its
-// lease expires and the server recovers it.
+// with backoff, keep the leases heartbeating meanwhile). Nothing is left half-done: either
+// the call moved nothing, or its move was made and the server finishes recording it by
+// itself, and the retry is then refused with ABORTED (success, as above). A LeaseTasks that
+// failed so holds no task for you: what it claimed went back to its queue, no attempt used.
+// ABORTED means the lease is stale (give the task up); NOT_FOUND means the task is unknown
+// (give it up); INVALID_ARGUMENT names a bad field (a bug in the worker, or a result that
+// is not a JSON object: FailTask with no_retry instead). CompleteTask with a JSON object
+// result refused with INVALID_ARGUMENT naming `result` means the server cannot store it
+// (see CompleteTaskRequest.result): nothing moved and the lease is still yours, so report
+// FailTask with an error saying the result was refused and why (not no_retry: the task
+// retries or fails per its policy) rather than leave it to lapse. Other codes: log and give
+// the task up; its lease expires and the server recovers it.
 type WorkerServiceServer interface {
 	// Long-poll for up to `max_tasks` due tasks, highest priority first across `queues`
 	// (FIFO within a priority). Each comes RUNNING, with its attempt counted and a lease.
@@ -250,7 +265,8 @@ type WorkerServiceServer interface {
 	// Renews every lease the worker holds and reports the worker's state. Answers with the
 	// interval to keep and the tasks to cancel. INVALID_ARGUMENT without `worker.id`.
 	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)
-	// RUNNING -> COMPLETED with a result.
+	// RUNNING -> COMPLETED with a result. A result the server cannot store is refused
+	// (INVALID_ARGUMENT naming `result`, with the limit) before anything moves.
 	CompleteTask(context.Context, *CompleteTaskRequest) (*CompleteTaskResponse, error)
 	// A failed attempt: retried with backoff while retries remain (unless `no_retry`),
 	// otherwise FAILED.

@@ -252,7 +252,8 @@ export type CompleteTaskRequest = Message<"giobba.v1.CompleteTaskRequest"> & {
   leaseToken: string;
 
   /**
-   * JSON object text; empty means `{}`.
+   * JSON object text; empty means `{}`. At most 15 MiB, and the task is stored as one
+   * document of at most 16 MiB: its payload and this result must fit it together.
    *
    * @generated from field: string result = 3;
    */
@@ -494,11 +495,18 @@ export const CancelReasonSchema: GenEnum<CancelReason> = /*@__PURE__*/
  * error may find its token stale because the first try landed: that is success too.
  *
  * Status codes, for every method: UNAVAILABLE and DEADLINE_EXCEEDED are transient (retry
- * with backoff, keep the leases heartbeating meanwhile; nothing was half-done); ABORTED
- * means the lease is stale (give the task up); NOT_FOUND means the task is unknown (give it
- * up); INVALID_ARGUMENT names a bad field (a bug in the worker, or a result that is not a
- * JSON object: FailTask with no_retry instead). Other codes: log and give the task up; its
- * lease expires and the server recovers it.
+ * with backoff, keep the leases heartbeating meanwhile). Nothing is left half-done: either
+ * the call moved nothing, or its move was made and the server finishes recording it by
+ * itself, and the retry is then refused with ABORTED (success, as above). A LeaseTasks that
+ * failed so holds no task for you: what it claimed went back to its queue, no attempt used.
+ * ABORTED means the lease is stale (give the task up); NOT_FOUND means the task is unknown
+ * (give it up); INVALID_ARGUMENT names a bad field (a bug in the worker, or a result that
+ * is not a JSON object: FailTask with no_retry instead). CompleteTask with a JSON object
+ * result refused with INVALID_ARGUMENT naming `result` means the server cannot store it
+ * (see CompleteTaskRequest.result): nothing moved and the lease is still yours, so report
+ * FailTask with an error saying the result was refused and why (not no_retry: the task
+ * retries or fails per its policy) rather than leave it to lapse. Other codes: log and give
+ * the task up; its lease expires and the server recovers it.
  *
  * @generated from service giobba.v1.WorkerService
  */
@@ -526,7 +534,8 @@ export const WorkerService: GenService<{
     output: typeof HeartbeatResponseSchema;
   },
   /**
-   * RUNNING -> COMPLETED with a result.
+   * RUNNING -> COMPLETED with a result. A result the server cannot store is refused
+   * (INVALID_ARGUMENT naming `result`, with the limit) before anything moves.
    *
    * @generated from rpc giobba.v1.WorkerService.CompleteTask
    */
