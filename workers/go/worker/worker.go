@@ -296,6 +296,13 @@ func (w *Worker) report(r *run, o outcome) {
 			})
 		}
 		cancel()
+		if o.err == "" && status.Code(err) == codes.InvalidArgument {
+			// The server cannot store the result (too big, say): nothing moved and the
+			// lease is still ours, so fail the attempt instead (retried per its policy).
+			o = outcome{err: "result refused by the server: " + status.Convert(err).Message()}
+			w.log.Warn("result refused; failing the attempt", "task", r.task.ID, "error", o.err)
+			continue
+		}
 		switch status.Code(err) {
 		case codes.OK:
 			if o.err == "" {

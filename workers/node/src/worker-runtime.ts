@@ -285,6 +285,13 @@ export class Worker {
         return;
       } catch (err) {
         const code = err instanceof ConnectError ? err.code : Code.Unknown;
+        if (code === Code.InvalidArgument && "result" in outcome) {
+          // The server cannot store the result (too big, say): nothing moved and the lease
+          // is still ours, so fail the attempt instead (retried per the task's policy).
+          outcome = { error: `result refused by the server: ${messageOf(err)}`, noRetry: false };
+          this.log(`task ${run.task.id}: ${outcome.error}`);
+          continue;
+        }
         if (code === Code.Unavailable || code === Code.DeadlineExceeded) {
           await sleep(delay);
           delay = Math.min(delay * 2, MAX_BACKOFF_MS);

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { createRouterTransport, type HandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError, createRouterTransport, type HandlerContext } from "@connectrpc/connect";
 
 import { WorkerService } from "../gen/giobba/v1/worker_service_pb.js";
 import { type Handler, Worker } from "../worker-runtime.js";
@@ -16,9 +16,10 @@ function untilAborted(ctx: HandlerContext): Promise<void> {
 
 /**
  * An in-memory WorkerService that leases one task named "work", then long-polls with nothing
- * more; `calls` records what the worker reported. No server process needed.
+ * more; `calls` records what the worker reported. No server process needed. With `refusal`,
+ * CompleteTask is refused with INVALID_ARGUMENT and that message.
  */
-function fakeServer(calls: string[]) {
+function fakeServer(calls: string[], refusal?: string) {
   let leased = false;
   return createRouterTransport(({ service }) => {
     service(WorkerService, {
@@ -36,10 +37,11 @@ function fakeServer(calls: string[]) {
       },
       completeTask(req) {
         calls.push(`complete ${req.taskId}`);
+        if (refusal !== undefined) throw new ConnectError(refusal, Code.InvalidArgument);
         return {};
       },
       failTask(req) {
-        calls.push(`fail ${req.taskId}`);
+        calls.push(`fail ${req.taskId} ${req.leaseToken} noRetry=${req.noRetry}: ${req.error}`);
         return {};
       },
       releaseTask(req) {
@@ -53,11 +55,16 @@ function fakeServer(calls: string[]) {
 const timers = () => process.getActiveResourcesInfo().filter((kind) => kind === "Timeout").length;
 
 /** Runs a worker whose one task's handler calls stop(); returns the server calls seen. */
-async function runStopping(handler: Handler, drainSeconds: number, killGraceSeconds: number): Promise<string[]> {
+async function runStopping(
+  handler: Handler,
+  drainSeconds: number,
+  killGraceSeconds: number,
+  refusal?: string,
+): Promise<string[]> {
   const calls: string[] = [];
   const before = timers();
   const worker = new Worker({
-    transport: fakeServer(calls),
+    transport: fakeServer(calls, refusal),
     drainSeconds,
     killGraceSeconds,
     log: () => {},
@@ -91,4 +98,12 @@ test("a handler that honours the shutdown cancellation leaves no grace timer beh
     10,
   );
   assert.deepEqual(calls, ["release t1"]);
+});
+
+test("a result the server refuses fails the attempt on the same lease, to be retried", async () => {
+  const calls = await runStopping(() => ({ big: "x" }), 10, 10, "result: is 9 bytes, over the limit");
+  assert.deepEqual(calls, [
+    "complete t1",
+    "fail t1 lease-1 noRetry=false: result refused by the server: result: is 9 bytes, over the limit",
+  ]);
 });
