@@ -22,24 +22,10 @@ from giobba_server.services import jobs, submit
 from giobba_server.services.context import Deps, Settings
 from giobba_server.store.sqlite import SqliteRepository
 from giobba_server.store.sqlite_jobs import SqliteJobRepository
+from tests.support.clock import Clock
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 500_000, tzinfo=UTC)
 EVERY_SECOND = "* * * * * *"
-
-
-@dataclass
-class Clock:
-    now: datetime = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def ms(self) -> int:
-        return to_ms(self.now)
-
-    def advance(self, seconds: float) -> datetime:
-        self.now += timedelta(seconds=seconds)
-        return self.now
 
 
 @dataclass
@@ -61,7 +47,7 @@ class Stack:
 
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    clock = Clock()
+    clock = Clock(T0)
     repo = SqliteRepository(str(tmp_path / "g.db"))
     store = SqliteJobRepository(str(tmp_path / "g.db"))
     await repo.open()

@@ -15,7 +15,6 @@ import pytest
 
 from giobba_server.broker.memory import MemoryBroker
 from giobba_server.broker.memory_feed import MemoryFeed, MemoryRegistry
-from giobba_server.domain.clock import to_ms
 from giobba_server.domain.document import MAX_DOCUMENT_BYTES
 from giobba_server.domain.errors import InvalidArgument, StaleLease, Unavailable
 from giobba_server.domain.ports import ActivityEvent, WorkerStatus
@@ -27,23 +26,10 @@ from giobba_server.services.context import Deps, Settings
 from giobba_server.services.mending import Mender
 from giobba_server.services.recovery import reconcile
 from giobba_server.store.sqlite import SqliteRepository
+from tests.support.clock import Clock
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 MiB = 2**20
-
-
-@dataclass
-class Clock:
-    now: datetime = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def ms(self) -> int:
-        return to_ms(self.now)
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 class FlakyRepository(SqliteRepository):
@@ -118,7 +104,7 @@ class Env:
 
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    clock = Clock()
+    clock = Clock(T0)
     repo = FlakyRepository(str(tmp_path / "g.db"))
     await repo.open()
     feed = FlakyFeed()

@@ -6,26 +6,16 @@ from datetime import UTC, datetime
 import pytest
 
 from giobba_server.domain.ports import Page, page_token, parse_page_token
-from giobba_server.domain.task import Task, TaskState
+from giobba_server.domain.task import Task
 from giobba_server.services.queries import MAX_PAGE_BYTES, fit
+from tests.contract.repo_fixtures import make_task
 
 NOW = datetime(2026, 12, 4, tzinfo=UTC)
 
 
 def _task(seq: int, payload_bytes: int = 2) -> Task:
     body = '{"x":"' + "a" * max(payload_bytes - 8, 0) + '"}' if payload_bytes > 2 else "{}"
-    return Task(
-        id=f"00000000-0000-0000-0000-{seq:012d}",
-        name="echo",
-        payload=body,
-        queue="default",
-        state=TaskState.PENDING,
-        priority=0,
-        eta=NOW,
-        created_at=NOW,
-        updated_at=NOW,
-        seq=seq,
-    )
+    return make_task(f"00000000-0000-0000-0000-{seq:012d}", seq, payload=body)
 
 
 @pytest.mark.parametrize("token", ["9" * 40 + ":x", "²:x", "12", ":x", "12:", "-1:x", "1 :x"])

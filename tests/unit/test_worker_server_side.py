@@ -13,7 +13,6 @@ from giobba_server.broker.memory import MemoryBroker
 from giobba_server.broker.memory_feed import MemoryFeed, MemoryRegistry
 from giobba_server.broker.memory_signals import MemorySignals
 from giobba_server.broker.redis_signals import decode, encode
-from giobba_server.domain.clock import to_ms
 from giobba_server.domain.errors import StaleLease
 from giobba_server.domain.ports import CancelReason, WorkerStatus
 from giobba_server.domain.signals import CancelNotice
@@ -24,22 +23,9 @@ from giobba_server.services import control, leasing, submit
 from giobba_server.services.cancels import CancelHub
 from giobba_server.services.context import Deps, Settings
 from giobba_server.store.sqlite import SqliteRepository
+from tests.support.clock import Clock
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@dataclass
-class Clock:
-    now: datetime = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def ms(self) -> int:
-        return to_ms(self.now)
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @dataclass
@@ -50,7 +36,7 @@ class Env:
 
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    clock = Clock()
+    clock = Clock(T0)
     repo = SqliteRepository(str(tmp_path / "g.db"))
     await repo.open()
     settings = Settings(server_id="s1", lease=timedelta(seconds=5))
