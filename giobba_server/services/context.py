@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from giobba_server.domain.clock import to_ms, utcnow
+from giobba_server.domain.clock import to_ms_not_before, utcnow
 from giobba_server.domain.job_ports import FireLock, JobRepository
 from giobba_server.domain.outbox import CallbackQueue
 from giobba_server.domain.ports import (
@@ -95,8 +95,8 @@ def live_entry(task: Task) -> LiveEntry:
         queue=task.queue,
         priority=task.priority,
         seq=task.seq,
-        eta_ms=to_ms(task.eta),
-        expires_ms=to_ms(task.expires_at) if task.expires_at else None,
+        eta_ms=to_ms_not_before(task.eta),
+        expires_ms=to_ms_not_before(task.expires_at) if task.expires_at else None,
         holds=task.holds,
         version=task.version,
     )

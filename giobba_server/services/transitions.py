@@ -4,7 +4,7 @@ import functools
 from datetime import datetime
 
 from giobba_server.domain.callback import CallbackStatus, OutboxEntry, entry_for
-from giobba_server.domain.clock import to_ms
+from giobba_server.domain.clock import to_ms, to_ms_not_before
 from giobba_server.domain.errors import FailedPrecondition, NotFound
 from giobba_server.domain.outbox import CallbackQueue
 from giobba_server.domain.ports import RevokeOutcome
@@ -150,7 +150,7 @@ async def fail_attempt(
     now = deps.clock()
     if retryable and task.retries < task.max_retries:
         eta = _retry_eta(deps, task, now)
-        moved = await deps.broker.retry(ref(task), token, to_ms(eta))
+        moved = await deps.broker.retry(ref(task), token, to_ms_not_before(eta))
         if moved is None:
             return None
         after = task.evolve(
