@@ -49,6 +49,9 @@ REPORT_ATTEMPTS = 8
 class _Running:
     ctx: TaskContext
     token: str
+    # Set once the handler has an outcome: a heartbeat racing the report may then find the
+    # lease already ended by it, and that "lease lost" is no news.
+    reporting: bool = False
 
 
 @dataclass(frozen=True)
@@ -264,6 +267,7 @@ class Worker:
         timeout = conv.opt_span(item, "timeout")
         try:
             outcome = await self._outcome(ctx, timeout)
+            running.reporting = True
             if outcome is not SILENT:
                 await self._report(stub, ctx, outcome)
         finally:
@@ -421,7 +425,7 @@ class Worker:
     def _on_cancel(self, task_id: str, reason: str) -> None:
         with self._lock:
             running = self._running.get(task_id)
-        if running is not None:
+        if running is not None and not running.reporting:
             log.info("task %s cancelled: %s", task_id, reason)
             running.ctx.cancel(reason)
 
