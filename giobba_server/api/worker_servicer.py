@@ -8,9 +8,9 @@ from giobba_client._gen.giobba.v1 import worker_service_pb2_grpc as ws_grpc
 from giobba_server.api.convert import dur, opt_dur, task_to_pb, ts, worker_from_pb
 from giobba_server.api.errors import streaming, unary
 from giobba_server.api.shutdown import unless_stopping
-from giobba_server.domain.errors import InvalidArgument, Unavailable
+from giobba_server.domain.errors import Unavailable
 from giobba_server.domain.ports import CancelReason
-from giobba_server.domain.spec import check_id
+from giobba_server.domain.spec import check_id, check_worker_id
 from giobba_server.services import leasing
 from giobba_server.services.context import Deps
 
@@ -38,7 +38,9 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
         remaining = context.time_remaining()
         if remaining is not None:  # return empty before the caller's deadline hits
             seconds = min(seconds, max(remaining - 0.5, 0.0))
+        check_worker_id("worker_id", request.worker_id)
         if request.HasField("worker") and request.worker.id:
+            check_worker_id("worker.id", request.worker.id)
             status = worker_from_pb(request.worker, self._deps.clock())
             ttl = int(self._deps.settings.worker_ttl.total_seconds() * 1000)
             await self._deps.registry.beat(status, ttl)
@@ -65,8 +67,7 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
 
     @unary
     async def Heartbeat(self, request: ws.HeartbeatRequest, context: Ctx) -> ws.HeartbeatResponse:
-        if not request.worker.id:
-            raise InvalidArgument("worker.id", "must not be empty")
+        check_worker_id("worker.id", request.worker.id)
         status = worker_from_pb(request.worker, self._deps.clock())
         leases = [(lease.task_id, lease.lease_token) for lease in request.leases]
         renewed, cancelled = await leasing.heartbeat(self._deps, status, leases)
@@ -113,8 +114,7 @@ class WorkerServicer(ws_grpc.WorkerServiceServicer):
     async def WatchCancellations(
         self, request: ws.WatchCancellationsRequest, context: Ctx
     ) -> AsyncIterator[ws.WatchCancellationsResponse]:
-        if not request.worker_id:
-            raise InvalidArgument("worker_id", "must not be empty")
+        check_worker_id("worker_id", request.worker_id)
         hub = self._deps.cancels
         if hub is None:
             raise Unavailable("cancel push is not running on this server; rely on heartbeats")

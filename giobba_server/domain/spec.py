@@ -81,6 +81,17 @@ def check_queue(field: str, queue: str) -> str:
     return queue
 
 
+def check_worker_id(field: str, worker_id: str) -> str:
+    """A worker id is logged, listed and used as a key: one printable line, bounded."""
+    if not worker_id:
+        raise InvalidArgument(field, "must not be empty")
+    if len(worker_id) > MAX_NAME:
+        raise InvalidArgument(field, f"is longer than {MAX_NAME} characters")
+    if any(unicodedata.category(c) == "Cc" for c in worker_id):  # would forge log lines
+        raise InvalidArgument(field, "must not contain control characters")
+    return worker_id
+
+
 def _check_scalars(spec: TaskSpec, prefix: str) -> None:
     name = spec.name.strip()
     if not name:

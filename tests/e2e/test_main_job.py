@@ -11,6 +11,8 @@ from giobba_client import FailedPrecondition, InvalidArgument, TaskState, aio
 from giobba_client._gen.giobba.v1 import task_pb2 as pb
 from giobba_client._gen.giobba.v1 import task_service_pb2 as ts
 from giobba_client._gen.giobba.v1 import task_service_pb2_grpc as ts_grpc
+from giobba_client._gen.giobba.v1 import worker_service_pb2 as ws
+from giobba_client._gen.giobba.v1 import worker_service_pb2_grpc as ws_grpc
 from tests.e2e.harness import RECORDING, Stack, executions, stack, wait_until
 from tests.support.services import free_port
 
@@ -273,6 +275,27 @@ def test_tasks_too_large_for_one_message_are_listed_over_several_pages(st: Stack
         if not token:
             break
     assert seen == ids
+
+
+@pytest.mark.parametrize(
+    ("worker_id", "reason"),
+    [("w\nINFO forged", "control characters"), ("w" * 3000, "longer than"), ("", "empty")],
+)
+def test_a_bad_worker_id_is_refused_naming_the_field(
+    st: Stack, worker_id: str, reason: str
+) -> None:
+    with grpc.insecure_channel(st.address) as channel:
+        stub = ws_grpc.WorkerServiceStub(channel)
+        calls = [
+            ("worker_id", stub.LeaseTasks, ws.LeaseTasksRequest(worker_id=worker_id, max_tasks=1)),
+            ("worker.id", stub.Heartbeat, ws.HeartbeatRequest(worker=pb.WorkerInfo(id=worker_id))),
+        ]
+        for field, call, request in calls:
+            with pytest.raises(grpc.RpcError) as caught:
+                call(request, timeout=10)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert (caught.value.details() or "").startswith(f"{field}: "), caught.value.details()
+            assert reason in (caught.value.details() or "")
 
 
 def test_cli_errors_are_one_line_and_nonzero(st: Stack) -> None:
