@@ -2,6 +2,7 @@
 
 import asyncio
 
+from giobba_server.domain.document import text_size
 from giobba_server.domain.errors import InvalidArgument
 from giobba_server.domain.ports import Page, TaskFilter, page_token, parse_page_token
 from giobba_server.domain.task import Task
@@ -36,7 +37,7 @@ def fit(page: Page) -> Page:
     kept: list[Task] = []
     size = 0
     for task in page.tasks:
-        size += len(task.payload.encode()) + len(task.result.encode()) + len(task.error) + 1024
+        size += text_size(task)
         if kept and size > MAX_PAGE_BYTES:
             return Page(kept, page_token(kept[-1]))
         kept.append(task)

@@ -8,11 +8,7 @@ from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from giobba_server.domain.document import MAX_DOCUMENT_BYTES, refuse_oversized, text_size
 from giobba_server.domain.task import Hold, StartMode, Task, TaskState
-
-# The size limit lives in the domain (the services check it before a move too).
-__all__ = ["MAX_DOCUMENT_BYTES", "from_doc", "iso", "refuse_oversized", "text_size", "to_doc"]
 
 _DATETIMES = ("eta", "created_at", "updated_at", "started_at", "completed_at", "expires_at")
 _SPANS = ("timeout", "retry_backoff")

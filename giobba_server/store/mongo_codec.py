@@ -12,8 +12,9 @@ from typing import Any
 
 import bson
 
+from giobba_server.domain.document import refuse_oversized
 from giobba_server.domain.task import Task
-from giobba_server.store.codec import from_doc, refuse_oversized, to_doc
+from giobba_server.store.codec import from_doc, to_doc
 
 # Bookkeeping fields that are not part of a Task: the insert that wrote the document
 # (so a failed insert undoes only its own documents) and the save that last wrote it.

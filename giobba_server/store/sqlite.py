@@ -13,10 +13,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+from giobba_server.domain.document import refuse_oversized
 from giobba_server.domain.errors import AlreadyExists
 from giobba_server.domain.ports import Page, TaskFilter, page_token
 from giobba_server.domain.task import Task, TaskState
-from giobba_server.store.codec import from_doc, refuse_oversized, to_doc
+from giobba_server.store.codec import from_doc, to_doc
 from giobba_server.store.sqlite_thread import SqliteThread, connect
 
 T = TypeVar("T")

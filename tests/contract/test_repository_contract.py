@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from giobba_server.domain.document import MAX_DOCUMENT_BYTES
 from giobba_server.domain.errors import AlreadyExists, InvalidArgument, Unavailable
 from giobba_server.domain.payload import MAX_PAYLOAD_BYTES
 from giobba_server.domain.ports import Repository, TaskFilter
 from giobba_server.domain.task import TaskState
-from giobba_server.store.codec import MAX_DOCUMENT_BYTES
 from giobba_server.store.mongo import redact, with_port
 from tests.contract.repo_fixtures import (
     make_task,

@@ -14,23 +14,16 @@ import redis
 
 from giobba_client import TaskState
 from tests.e2e.harness import Stack, stack
-from tests.support.services import ServiceUnavailableError, TlsRedisServer, require_service
+from tests.support.fixtures import running
+from tests.support.services import TlsRedisServer
 
 USER, PASSWORD = "giobba-app", "pw-Zq81-never-logged"
 
 
 @pytest.fixture(scope="module")
 def tls_redis() -> Iterator[TlsRedisServer]:
-    server = TlsRedisServer(username=USER, password=PASSWORD)
-    try:
-        server.start()
-    except ServiceUnavailableError as exc:
-        server.close()
-        require_service("redis", str(exc))
-    try:
+    with running(TlsRedisServer(username=USER, password=PASSWORD), "redis") as server:
         yield server
-    finally:
-        server.close()
 
 
 def _url(server: TlsRedisServer, db: int) -> str:

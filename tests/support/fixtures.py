@@ -6,7 +6,9 @@ A server that cannot start fails the tests that need it (never a skip).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
+from typing import Protocol, TypeVar
 
 import pymongo
 import pytest
@@ -21,48 +23,47 @@ from tests.support.services import (
 __all__ = ["clean_redis", "mongo_database", "mongo_server", "redis_server", "stoppable_mongo"]
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
+class _Service(Protocol):
+    def start(self) -> None: ...
+    def close(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Service)
+
+
+@contextlib.contextmanager
+def running(server: S, kind: str) -> Iterator[S]:
+    """`server` started, or the test failed (``require_service``: a skip only outside
+    CI); closed afterwards either way."""
     try:
         server.start()
     except ServiceUnavailableError as exc:
         server.close()
-        require_service("redis", str(exc))
+        require_service(kind, str(exc))
     try:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with running(RedisServer(), "redis") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def mongo_server() -> Iterator[MongoServer]:
-    server = MongoServer()
-    try:
-        server.start()
-    except ServiceUnavailableError as exc:
-        server.close()
-        require_service("mongo", str(exc))
-    try:
+    with running(MongoServer(), "mongo") as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture
 def stoppable_mongo() -> Iterator[MongoServer]:
     """A local FerretDB of this test's own, even when GIOBBA_TEST_MONGO_URL names an
     external server: outage tests stop and start it."""
-    server = MongoServer(use_env=False)
-    try:
-        server.start()
-    except ServiceUnavailableError as exc:
-        server.close()
-        require_service("mongo", str(exc))
-    try:
+    with running(MongoServer(use_env=False), "mongo") as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture
